@@ -1,0 +1,181 @@
+"""One typed settings object, read from ``ARCHIVER_*`` environment variables and an optional ``.env``.
+
+The variable names are a public interface: deployments depend on them. Each entry point asks for the
+settings it needs with :meth:`Settings.require`, so that ``archiver db upgrade`` does not demand provider
+credentials, while the worker refuses to start without them, naming the missing variable.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+ENV_PREFIX = "ARCHIVER_"
+
+
+class ConfigError(Exception):
+    """A missing or invalid setting; the message names the environment variable."""
+
+
+def env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+DeletionPolicy = Literal["delete", "archive_only"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- storage of state and queueing -----------------------------------------------------------
+    database_url: str = Field(default="sqlite:///archiver.db", repr=False)
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+
+    # --- S3 ------------------------------------------------------------------------------------------
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+
+    # --- Bandwidth -------------------------------------------------------------------------------------
+    bandwidth_account_id: str | None = None
+    bandwidth_username: str | None = None
+    bandwidth_password: SecretStr | None = None
+    bandwidth_base_url: str = "https://voice.bandwidth.com/api/v2"
+
+    # --- intake ----------------------------------------------------------------------------------------
+    intake_username: str | None = None
+    intake_password: SecretStr | None = None
+    intake_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    # --- pipeline behaviour ------------------------------------------------------------------------
+    deletion_policy: DeletionPolicy = "delete"
+    #: Provider purge window after an accepted DELETE; the purge is confirmed after it.
+    purge_delay_seconds: float = Field(default=48 * 3600, ge=0)
+    #: How long a task holds an item before another worker may take it over.
+    lease_seconds: float = Field(default=300, gt=0)
+    #: Attempts (5xx, connection errors) before an item is dead-lettered.
+    max_attempts: int = Field(default=8, ge=1)
+    retry_backoff_base_seconds: float = Field(default=2.0, gt=0)
+    retry_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    #: The longest wait kept as a Celery countdown; longer waits become a due time swept by beat.
+    max_countdown_seconds: float = Field(default=180.0, gt=0, le=600)
+    #: Beat's sweep interval, and how long an enqueued message may be outstanding before the
+    #: sweeper enqueues the item again.
+    sweep_interval_seconds: float = Field(default=30.0, gt=0)
+    requeue_after_seconds: float = Field(default=600.0, gt=0)
+    sweep_batch_size: int = Field(default=200, ge=1)
+
+    # --- HTTP to providers -----------------------------------------------------------------------
+    http_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    http_read_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    log_level: str = "INFO"
+    #: For tests and demos only: a file holding a clock offset in seconds that every process adds
+    #: to the wall clock. Never set in production.
+    clock_offset_file: str | None = None
+
+    @field_validator("bandwidth_base_url", "s3_endpoint_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value.rstrip("/")
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and not re.fullmatch(r"[A-Za-z0-9._\-/]+", value) or ".." in value.split("/"):
+            raise ValueError("may contain only letters, digits, '.', '_', '-' and '/'")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except Exception as exc:
+            raise ValueError("is not a database URL") from exc
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        if not url.drivername.startswith(("postgresql", "sqlite")):
+            raise ValueError("must be a postgresql:// or sqlite:// URL")
+        return url.render_as_string(hide_password=False)
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value
+
+    def require(self, *fields: str) -> None:
+        """Fail, naming every missing variable, unless all ``fields`` are set."""
+        missing = [env_name(f) for f in fields if getattr(self, f) in (None, "")]
+        if missing:
+            raise ConfigError("missing required setting(s): " + ", ".join(missing))
+
+    def secret_values(self) -> list[str]:
+        """Every secret this configuration holds, for log redaction."""
+        values: list[str] = []
+        for secret in (self.bandwidth_password, self.intake_password):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        for url in (self.database_url, self.broker_url):
+            password = _url_password(url)
+            if password:
+                values.append(password)
+        return values
+
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        for name, value in super().__repr_args__():
+            yield name, value
+        yield "database_url", _mask_url(self.database_url)
+        yield "broker_url", _mask_url(self.broker_url)
+
+
+def _url_password(url: str) -> str | None:
+    match = re.match(r"^[a-zA-Z0-9+.\-]+://[^:/@]*:([^@]*)@", url)
+    return match.group(1) if match else None
+
+
+def _mask_url(url: str) -> str:
+    password = _url_password(url)
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    parts = []
+    for problem in error.errors():
+        field = str(problem["loc"][0]) if problem["loc"] else "?"
+        parts.append(f"{env_name(field)}: {problem['msg']}")
+    return "invalid setting(s): " + "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """Read the settings; raise :class:`ConfigError` naming the variable on a bad value."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Database: models (``models``), engine and transactions (``session``)."""

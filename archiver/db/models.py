@@ -1,0 +1,152 @@
+"""The archive's tables.
+
+* ``webhook_events``: every webhook the intake accepted, raw, deduplicated.
+* ``archive_items``: one row per provider artifact; its state machine, due time and lease.
+* ``item_history``: every state change of an item, for operators and audits.
+* ``transcript_segments``: the archived text itself, queryable without reading S3.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from archiver.db.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identity.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Provider(enum.StrEnum):
+    BANDWIDTH = "bandwidth"
+
+
+class ArtifactKind(enum.StrEnum):
+    REALTIME_TRANSCRIPTION = "realtime_transcription"
+
+
+class ItemState(enum.StrEnum):
+    """Where an item is. Each active state names the next step; the item's ``due_at`` says when."""
+
+    PENDING = "pending"  # next: archive (fetch, store, verify, commit)
+    ARCHIVED = "archived"  # next: request deletion (unless the policy keeps it at the provider)
+    DELETION_REQUESTED = "deletion_requested"  # next: confirm the purge after purge_due_at
+    PURGED = "purged"  # done
+    REJECTED = "rejected"  # the provider reported no artifact to fetch; done
+    DEAD = "dead"  # dead-lettered: needs an operator; ``failed_state`` says where it stopped
+
+
+ACTIVE_STATES = (ItemState.PENDING, ItemState.ARCHIVED, ItemState.DELETION_REQUESTED)
+
+
+class WebhookEvent(Base):
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    event_type: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    account_id: Mapped[str | None] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(Text)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("archive_items.id"), index=True)
+
+
+class ArchiveItem(Base):
+    __tablename__ = "archive_items"
+    __table_args__ = (
+        UniqueConstraint("provider", "account_id", "kind", "provider_id", name="uq_archive_items_artifact"),
+        Index("ix_archive_items_state_due", "state", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    provider_id: Mapped[str] = mapped_column(String(128))
+    call_id: Mapped[str | None] = mapped_column(String(128), index=True)
+
+    state: Mapped[str] = mapped_column(String(32))
+    failed_state: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+    s3_bucket: Mapped[str | None] = mapped_column(String(255))
+    s3_key: Mapped[str | None] = mapped_column(String(1024))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    s3_checksum: Mapped[str | None] = mapped_column(String(128))
+    content_type: Mapped[str | None] = mapped_column(String(128))
+
+    provider_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deletion_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deletion_requests: Mapped[int] = mapped_column(Integer, default=0)
+    purge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def ref(self) -> str:
+        """A human-readable name for logs and Flower: provider/kind/id."""
+        return f"{self.provider}/{self.kind}/{self.provider_id}"
+
+
+class ItemHistory(Base):
+    __tablename__ = "item_history"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("archive_items.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class TranscriptSegment(Base):
+    __tablename__ = "transcript_segments"
+    __table_args__ = (UniqueConstraint("item_id", "position", name="uq_transcript_segments_item_position"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("archive_items.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    track: Mapped[str | None] = mapped_column(String(32))
+    speaker: Mapped[int | None] = mapped_column(Integer)
+    language: Mapped[str | None] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    start_seconds: Mapped[float | None] = mapped_column(Float)
+    end_seconds: Mapped[float | None] = mapped_column(Float)
