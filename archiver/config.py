@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix(cls, value: str) -> str:
         value = value.strip("/")
-        if value and not re.fullmatch(r"[A-Za-z0-9._\-/]+", value) or ".." in value.split("/"):
+        if (value and not re.fullmatch(r"[A-Za-z0-9._\-/]+", value)) or ".." in value.split("/"):
             raise ValueError("may contain only letters, digits, '.', '_', '-' and '/'")
         return value
 
@@ -143,8 +143,7 @@ class Settings(BaseSettings):
         return values
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
-        for name, value in super().__repr_args__():
-            yield name, value
+        yield from super().__repr_args__()
         yield "database_url", _mask_url(self.database_url)
         yield "broker_url", _mask_url(self.broker_url)
 

@@ -34,12 +34,11 @@ class SecretRedactingFilter(logging.Filter):
         return True
 
 
-def install_redaction(secrets: Iterable[str]) -> None:
-    """Attach the redacting filter to every handler of the root logger (present and future ones
-    are covered by calling this after the handlers are configured)."""
+def install_redaction(secrets: Iterable[str], logger: logging.Logger | None = None) -> None:
+    """Attach the redacting filter to every handler of ``logger`` (default: the root logger); call it
+    after the handlers are configured."""
     redactor = SecretRedactingFilter(secrets)
-    root = logging.getLogger()
-    for handler in root.handlers:
+    for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, SecretRedactingFilter) for f in handler.filters):
             handler.addFilter(redactor)
 

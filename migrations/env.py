@@ -16,7 +16,7 @@ from archiver.db.session import make_engine
 MIGRATION_ADVISORY_LOCK = 0x61726368  # "arch"
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url") or ""
 assert url, "the caller sets sqlalchemy.url"
 
 

@@ -56,7 +56,9 @@ def upgrade() -> None:
         _ts("purge_due_at"),
         _ts("purged_at"),
         sa.PrimaryKeyConstraint("id", name="pk_archive_items"),
-        sa.UniqueConstraint("provider", "account_id", "kind", "provider_id", name="uq_archive_items_artifact"),
+        sa.UniqueConstraint(
+            "provider", "account_id", "kind", "provider_id", name="uq_archive_items_artifact"
+        ),
     )
     op.create_index("ix_archive_items_call_id", "archive_items", ["call_id"])
     op.create_index("ix_archive_items_state_due", "archive_items", ["state", "due_at"])
@@ -70,7 +72,10 @@ def upgrade() -> None:
         sa.Column("to_state", sa.String(32), nullable=False),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["item_id"], ["archive_items.id"], name="fk_item_history_item_id_archive_items", ondelete="CASCADE"
+            ["item_id"],
+            ["archive_items.id"],
+            name="fk_item_history_item_id_archive_items",
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_item_history"),
     )
@@ -109,7 +114,9 @@ def upgrade() -> None:
         _ts("received_at", nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("item_id", Id, nullable=True),
-        sa.ForeignKeyConstraint(["item_id"], ["archive_items.id"], name="fk_webhook_events_item_id_archive_items"),
+        sa.ForeignKeyConstraint(
+            ["item_id"], ["archive_items.id"], name="fk_webhook_events_item_id_archive_items"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_webhook_events"),
         sa.UniqueConstraint("dedupe_key", name="uq_webhook_events_dedupe_key"),
     )

@@ -1,0 +1,187 @@
+"""The ``archiver`` command.
+
+archiver db upgrade            apply the database migrations
+archiver serve                 run the webhook intake
+archiver simulator             run the provider simulator
+archiver status [--json]       items per state, dead letters with reasons
+archiver demo                  the whole pipeline on embedded defaults, with demo traffic
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from archiver.config import ConfigError, Settings, get_settings
+from archiver.logging import configure_logging
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.secret_values())
+    return settings
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    from archiver.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from archiver.intake.app import create_app
+    from archiver.pipeline.context import PipelineContext
+    from workers.celery_app import create_celery_app
+    from workers.dispatch import CeleryDispatcher
+
+    settings = _settings()
+    settings.require("intake_username", "intake_password")
+    dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
+    app = create_app(PipelineContext.from_settings(settings, dispatcher))
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=args.access_log,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from archiver.simulator.app import SimulatorConfig, create_simulator_app
+    from archiver.simulator.faults import FaultRule, Faults
+    from archiver.simulator.webhooks import IntakeTarget
+
+    faults = Faults()
+    if args.rate_429_share:
+        faults.rules.append(
+            FaultRule(
+                status=429,
+                share=args.rate_429_share,
+                retry_after=args.retry_after,
+                retry_after_format=args.retry_after_format,
+            )
+        )
+    if args.error_share:
+        faults.rules.append(FaultRule(status=500, share=args.error_share))
+    if args.latency:
+        faults.rules.append(FaultRule(status=0, share=1.0, latency_seconds=args.latency))
+    public = args.public_base_url or f"http://{args.host}:{args.port}/api/v2"
+    config = SimulatorConfig(
+        username=args.username,
+        password=os.environ.get("SIMULATOR_PASSWORD", args.password),
+        admin_token=os.environ.get("SIMULATOR_ADMIN_TOKEN", args.admin_token),
+        account_id=args.account_id,
+        public_base_url=public,
+        seed=args.seed,
+        intake=IntakeTarget(
+            args.intake_url,
+            args.intake_username,
+            os.environ.get("SIMULATOR_INTAKE_PASSWORD", args.intake_password),
+        )
+        if args.intake_url
+        else None,
+    )
+    configure_logging("INFO", [config.password, config.admin_token])
+    uvicorn.run(create_simulator_app(config, faults), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from archiver.db.session import Database
+    from archiver.status import collect_status, format_status
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    try:
+        status = collect_status(db)
+    finally:
+        db.dispose()
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from archiver.demo import run_demo
+
+    return run_demo(
+        transcriptions=args.transcriptions,
+        exit_when_done=args.exit_when_done,
+        workdir=args.workdir,
+        timeout=args.timeout,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archiver", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply all migrations").set_defaults(func=cmd_db_upgrade)
+
+    serve = sub.add_parser("serve", help="run the webhook intake (ASGI, uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    sim = sub.add_parser("simulator", help="run the provider simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=9000)
+    sim.add_argument("--username", default="sim-user", help="Basic user the API demands")
+    sim.add_argument("--password", default="sim-password", help="(or SIMULATOR_PASSWORD)")
+    sim.add_argument("--admin-token", default="sim-admin-token", help="(or SIMULATOR_ADMIN_TOKEN)")
+    sim.add_argument("--account-id", default="9900000")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--public-base-url", help="base URL written into resources (default: from host/port)")
+    sim.add_argument("--intake-url", help="where webhooks are delivered")
+    sim.add_argument("--intake-username")
+    sim.add_argument("--intake-password", help="(or SIMULATOR_INTAKE_PASSWORD)")
+    sim.add_argument("--rate-429-share", type=float, default=0.0, help="share of API requests answered 429")
+    sim.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of those 429s, seconds")
+    sim.add_argument("--retry-after-format", choices=["seconds", "http-date", "absent"], default="seconds")
+    sim.add_argument("--error-share", type=float, default=0.0, help="share of API requests answered 500")
+    sim.add_argument("--latency", type=float, default=0.0, help="seconds added to every API request")
+    sim.set_defaults(func=cmd_simulator)
+
+    status = sub.add_parser("status", help="items per state and dead letters")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser("demo", help="run everything locally on embedded defaults with demo traffic")
+    demo.add_argument("--transcriptions", type=int, default=20)
+    demo.add_argument("--workdir", default=".demo")
+    demo.add_argument("--exit-when-done", action="store_true", help="stop once the demo traffic is processed")
+    demo.add_argument("--timeout", type=float, default=180.0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"archiver: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""A whole archiver stack on one machine: S3 server (moto), simulator, intake, worker and beat.
+
+The demo (``archiver demo``) and the end-to-end tests start their processes through this module, so
+both run exactly the commands a deployment runs (``archiver serve``, ``celery -A workers worker``…).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import redis
+
+from archiver.storage import ObjectStore, make_s3_client
+from archiver.supervisor import ManagedProcess, ProcessGroup, bin_path, free_port, http_ok, wait_until
+
+LOCAL_AWS = {
+    "AWS_ACCESS_KEY_ID": "local-access-key",
+    "AWS_SECRET_ACCESS_KEY": "local-secret-key",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class RedisUnavailable(RuntimeError):
+    pass
+
+
+def ensure_redis(url: str, group: ProcessGroup, workdir: Path, echo: bool) -> None:
+    """Use the Redis at ``url``; start a local ``redis-server`` if none answers and one is installed."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+        return
+    except redis.RedisError:
+        pass
+    finally:
+        client.close()
+    host_port = url.split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    if host not in ("127.0.0.1", "localhost") or shutil.which("redis-server") is None:
+        raise RedisUnavailable(
+            f"no Redis answers at {url}, and none can be started here: install Redis "
+            "(Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) "
+            "or point ARCHIVER_BROKER_URL at a running one."
+        )
+    group.start(
+        ManagedProcess(
+            "redis",
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                port or "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            log_path=workdir / "redis.log",
+            echo=echo,
+        )
+    )
+    wait_until(lambda: bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping()), 15, "redis-server")
+
+
+@dataclass
+class LocalStack:
+    workdir: Path
+    database_url: str
+    broker_url: str
+    echo: bool = False
+    bucket: str = "archiver-local"
+    intake_username: str = "intake-user"
+    intake_password: str = "intake-password-local"  # noqa: S105 - local stack only
+    simulator_username: str = "sim-user"
+    simulator_password: str = "sim-password-local"  # noqa: S105
+    simulator_admin_token: str = "sim-admin-local"  # noqa: S105
+    account_id: str = "9900000"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    s3_port: int = field(default_factory=free_port)
+    simulator_port: int = field(default_factory=free_port)
+    intake_port: int = field(default_factory=free_port)
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+
+    @property
+    def s3_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    @property
+    def intake_url(self) -> str:
+        return f"http://127.0.0.1:{self.intake_port}"
+
+    def env(self) -> dict[str, str]:
+        """The environment every archiver process of this stack runs with."""
+        return {
+            **LOCAL_AWS,
+            "ARCHIVER_DATABASE_URL": self.database_url,
+            "ARCHIVER_BROKER_URL": self.broker_url,
+            "ARCHIVER_S3_BUCKET": self.bucket,
+            "ARCHIVER_S3_ENDPOINT_URL": self.s3_url,
+            "ARCHIVER_S3_REGION": "us-east-1",
+            "ARCHIVER_BANDWIDTH_ACCOUNT_ID": self.account_id,
+            "ARCHIVER_BANDWIDTH_USERNAME": self.simulator_username,
+            "ARCHIVER_BANDWIDTH_PASSWORD": self.simulator_password,
+            "ARCHIVER_BANDWIDTH_BASE_URL": f"{self.simulator_url}/api/v2",
+            "ARCHIVER_INTAKE_USERNAME": self.intake_username,
+            "ARCHIVER_INTAKE_PASSWORD": self.intake_password,
+            **self.extra_env,
+        }
+
+    def _start(self, name: str, argv: list[str]) -> ManagedProcess:
+        process = ManagedProcess(
+            name, argv, env=self.env(), log_path=self.workdir / f"{name}.log", echo=self.echo
+        )
+        return self.group.start(process)
+
+    # --- components -----------------------------------------------------------------------------
+
+    def start_s3(self) -> ManagedProcess:
+        process = self._start("s3", [bin_path("moto_server"), "-H", "127.0.0.1", "-p", str(self.s3_port)])
+        wait_until(lambda: http_ok(self.s3_url + "/moto-api/"), 30, "the S3 server")
+        self.object_store().ensure_bucket()
+        return process
+
+    def object_store(self) -> ObjectStore:
+        keys = (LOCAL_AWS["AWS_ACCESS_KEY_ID"], LOCAL_AWS["AWS_SECRET_ACCESS_KEY"])
+        client = make_s3_client(region="us-east-1", endpoint_url=self.s3_url, credentials=keys)
+        return ObjectStore(client, self.bucket)
+
+    def start_simulator(self) -> ManagedProcess:
+        argv = [
+            bin_path("archiver"), "simulator",
+            "--port", str(self.simulator_port),
+            "--username", self.simulator_username,
+            "--account-id", self.account_id,
+            "--intake-url", f"{self.intake_url}/webhooks/bandwidth",
+            "--intake-username", self.intake_username,
+        ]  # fmt: skip
+        process = ManagedProcess(
+            "simulator",
+            argv,
+            env={
+                "SIMULATOR_PASSWORD": self.simulator_password,
+                "SIMULATOR_ADMIN_TOKEN": self.simulator_admin_token,
+                "SIMULATOR_INTAKE_PASSWORD": self.intake_password,
+            },
+            log_path=self.workdir / "simulator.log",
+            echo=self.echo,
+        )
+        self.group.start(process)
+        wait_until(lambda: http_ok(self.simulator_url + "/healthz"), 30, "the simulator")
+        return process
+
+    def migrate(self) -> None:
+        subprocess.run([bin_path("archiver"), "db", "upgrade"], env={**_os_env(), **self.env()}, check=True,
+                       capture_output=not self.echo)  # fmt: skip
+
+    def start_intake(self) -> ManagedProcess:
+        process = self._start("intake", [bin_path("archiver"), "serve", "--port", str(self.intake_port)])
+        wait_until(lambda: http_ok(self.intake_url + "/healthz"), 30, "the intake")
+        return process
+
+    def start_worker(self, name: str = "worker", concurrency: int = 2) -> ManagedProcess:
+        log_path = self.workdir / f"{name}.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        process = self._start(
+            name,
+            [bin_path("celery"), "-A", "workers", "worker", "--loglevel", "INFO", "--pool", "prefork",
+             "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+             "--without-mingle", "--without-gossip"],
+        )  # fmt: skip
+        wait_until(lambda: " ready." in log_path.read_text("utf-8", "replace")[offset:], 60, f"the {name}")
+        return process
+
+    def start_beat(self) -> ManagedProcess:
+        schedule = self.workdir / "celerybeat-schedule"
+        return self._start(
+            "beat",
+            [bin_path("celery"), "-A", "workers", "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
+        )
+
+    def admin(self) -> httpx.Client:
+        """A client for the simulator's admin API."""
+        return httpx.Client(
+            base_url=self.simulator_url,
+            headers={"Authorization": f"Bearer {self.simulator_admin_token}"},
+            timeout=60.0,
+        )
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+def _os_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)

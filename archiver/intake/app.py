@@ -1,0 +1,133 @@
+"""The intake's ASGI app (Starlette).
+
+``POST /webhooks/bandwidth``: Basic credentials checked in constant time, body size bounded while it
+is read, the event parsed and validated, then the event and its item committed in one transaction
+before the 204. Work is enqueued after the commit. Every refusal is a 4xx with a JSON body
+``{"error": code, "message": text}``, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
+from archiver.pipeline.context import PipelineContext
+from archiver.pipeline.events import AcceptedEvent, record_event
+
+log = logging.getLogger(__name__)
+
+
+def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+class BasicAuthChecker:
+    def __init__(self, username: str, password: str) -> None:
+        self._username = username.encode("utf-8")
+        self._password = password.encode("utf-8")
+
+    def check(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return False
+        username, sep, password = decoded.partition(b":")
+        # Both comparisons always run: no early exit that would time the username.
+        user_ok = hmac.compare_digest(username, self._username)
+        password_ok = hmac.compare_digest(password, self._password)
+        return bool(sep) and user_ok and password_ok
+
+
+async def read_body_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise EventRejected(400, "bad_request", "invalid Content-Length")
+        if int(declared) > limit:
+            raise EventRejected(413, "body_too_large", f"body over {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise EventRejected(413, "body_too_large", f"body over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(ctx: PipelineContext) -> Starlette:
+    settings = ctx.settings
+    settings.require("intake_username", "intake_password")
+    assert settings.intake_username is not None and settings.intake_password is not None
+    auth = BasicAuthChecker(settings.intake_username, settings.intake_password.get_secret_value())
+    expected_account = settings.bandwidth_account_id
+
+    async def accept(request: Request, parse: Callable[[bytes], AcceptedEvent]) -> Response:
+        if not auth.check(request.headers.get("authorization")):
+            return error(
+                401,
+                "unauthorized",
+                "missing or wrong credentials",
+                {"WWW-Authenticate": 'Basic realm="archiver"'},
+            )
+        try:
+            raw = await read_body_limited(request, settings.intake_max_body_bytes)
+            event = parse(raw)
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
+        except ClientDisconnect:
+            return error(400, "bad_request", "client disconnected")
+        if expected_account and event.account_id not in (None, expected_account):
+            log.warning(
+                "refused %s event for account %s (configured: %s)",
+                event.event_type,
+                event.account_id,
+                expected_account,
+            )
+            return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
+        recorded, item_id = await run_in_threadpool(record_event, ctx, event)
+        log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
+        return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
+
+    async def bandwidth_webhook(request: Request) -> Response:
+        return await accept(request, parse_bandwidth_event)
+
+    def _database_ok() -> bool:
+        with ctx.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+
+    async def healthz(_request: Request) -> Response:
+        try:
+            await run_in_threadpool(_database_ok)
+        except Exception as exc:
+            log.warning("health check: database unreachable: %s", exc)
+            return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok", "database": "ok"})
+
+    async def not_found(_request: Request, _exc: Exception) -> Response:
+        return error(404, "not_found", "no such endpoint")
+
+    async def method_not_allowed(_request: Request, _exc: Exception) -> Response:
+        return error(405, "method_not_allowed", "method not allowed")
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/bandwidth", bandwidth_webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: method_not_allowed},
+    )

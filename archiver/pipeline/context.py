@@ -1,0 +1,81 @@
+"""Everything a pipeline step needs, built once per process from the settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from functools import cached_property
+from uuid import uuid4
+
+from archiver.clock import Clock, clock_from_settings
+from archiver.config import Settings
+from archiver.db.session import Database
+from archiver.pipeline.dispatch import Dispatcher
+from archiver.pipeline.retry import RetryPolicy
+from archiver.providers.bandwidth import BandwidthClient
+from archiver.storage import ObjectStore, make_s3_client
+
+
+@dataclass
+class PipelineContext:
+    settings: Settings
+    db: Database
+    clock: Clock
+    dispatcher: Dispatcher
+    _bandwidth: BandwidthClient | None = field(default=None, repr=False)
+    _store: ObjectStore | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, dispatcher: Dispatcher) -> PipelineContext:
+        return cls(
+            settings=settings,
+            db=Database(settings.database_url),
+            clock=clock_from_settings(settings.clock_offset_file),
+            dispatcher=dispatcher,
+        )
+
+    @property
+    def bandwidth(self) -> BandwidthClient:
+        if self._bandwidth is None:
+            s = self.settings
+            s.require("bandwidth_username", "bandwidth_password")
+            assert s.bandwidth_username is not None and s.bandwidth_password is not None
+            self._bandwidth = BandwidthClient(
+                base_url=s.bandwidth_base_url,
+                username=s.bandwidth_username,
+                password=s.bandwidth_password.get_secret_value(),
+                connect_timeout=s.http_connect_timeout_seconds,
+                read_timeout=s.http_read_timeout_seconds,
+                clock=self.clock,
+            )
+        return self._bandwidth
+
+    @property
+    def store(self) -> ObjectStore:
+        if self._store is None:
+            self.settings.require("s3_bucket")
+            assert self.settings.s3_bucket is not None
+            client = make_s3_client(
+                region=self.settings.s3_region, endpoint_url=self.settings.s3_endpoint_url
+            )
+            self._store = ObjectStore(client, self.settings.s3_bucket)
+        return self._store
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            max_attempts=s.max_attempts,
+            backoff_base=s.retry_backoff_base_seconds,
+            backoff_max=s.retry_backoff_max_seconds,
+        )
+
+    def new_lease_owner(self) -> str:
+        """host:pid:nonce, so an operator (or a test) can tell which process holds an item."""
+        return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+
+    def close(self) -> None:
+        if self._bandwidth is not None:
+            self._bandwidth.close()
+        self.db.dispose()

@@ -1,0 +1,64 @@
+"""Steps, their task names and queues, and the mapping from an item's state to its next step."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from archiver.db.models import ArchiveItem, ItemState
+from archiver.db.session import UnitOfWork
+
+
+class Step(StrEnum):
+    ARCHIVE = "archive"
+    REQUEST_DELETION = "request_deletion"
+    CONFIRM_PURGE = "confirm_purge"
+
+
+#: Task names read as what they do (they are what Flower shows).
+TASK_NAMES: dict[Step, str] = {
+    Step.ARCHIVE: "archiver.archive_item",
+    Step.REQUEST_DELETION: "archiver.request_deletion",
+    Step.CONFIRM_PURGE: "archiver.confirm_purge",
+}
+SWEEP_TASK_NAME = "archiver.sweep_due_items"
+
+QUEUE_LIVE = "archiver.live"
+QUEUE_DELETIONS = "archiver.deletions"
+QUEUE_MAINTENANCE = "archiver.maintenance"
+ALL_QUEUES = (QUEUE_LIVE, QUEUE_DELETIONS, QUEUE_MAINTENANCE)
+
+QUEUES: dict[Step, str] = {
+    Step.ARCHIVE: QUEUE_LIVE,
+    Step.REQUEST_DELETION: QUEUE_DELETIONS,
+    Step.CONFIRM_PURGE: QUEUE_DELETIONS,
+}
+
+#: The state an item must be in for each step to act on it.
+STEP_STATE: dict[Step, ItemState] = {
+    Step.ARCHIVE: ItemState.PENDING,
+    Step.REQUEST_DELETION: ItemState.ARCHIVED,
+    Step.CONFIRM_PURGE: ItemState.DELETION_REQUESTED,
+}
+STATE_STEP: dict[str, Step] = {state.value: step for step, state in STEP_STATE.items()}
+
+
+class Dispatcher(Protocol):
+    """Sends a step's message to the workers. Called only after the transaction has committed."""
+
+    def enqueue(self, step: Step, item_id: int, ref: str) -> None: ...
+
+
+def schedule_now(
+    uow: UnitOfWork, dispatcher: Dispatcher, item: ArchiveItem, step: Step, now: datetime
+) -> None:
+    """Mark the item due now and send its next step once the transaction has committed.
+
+    If sending fails (broker down), the item is still due in the database and the sweeper sends it
+    again after ``requeue_after_seconds``: nothing is lost.
+    """
+    item.due_at = now
+    item.enqueued_at = now
+    item_id, ref = item.id, item.ref
+    uow.after_commit(lambda: dispatcher.enqueue(step, item_id, ref))

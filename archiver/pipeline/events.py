@@ -1,0 +1,126 @@
+"""Recording an accepted webhook: the event row and the item it announces, in one transaction.
+
+A duplicate event (same dedupe key) changes nothing. A new item is enqueued only after the commit;
+if the broker is down then, the item is still due in the database and the sweeper enqueues it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from archiver.db.models import ArchiveItem, ItemHistory, ItemState, WebhookEvent
+from archiver.db.session import UnitOfWork
+from archiver.db.upsert import insert_ignore
+from archiver.pipeline.context import PipelineContext
+from archiver.pipeline.dispatch import Step, schedule_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnnouncedItem:
+    """The artifact an event announces, with validated ids."""
+
+    provider: str
+    account_id: str
+    kind: str
+    provider_id: str
+    call_id: str | None
+    #: ``pending`` to archive it; ``rejected`` when the provider says there is nothing to fetch.
+    state: ItemState
+    outcome: str | None = None
+    provider_started_at: datetime | None = None
+    provider_completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AcceptedEvent:
+    provider: str
+    event_type: str
+    dedupe_key: str
+    account_id: str | None
+    payload: str
+    item: AnnouncedItem | None
+
+
+class Recorded(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+
+
+def record_event(ctx: PipelineContext, event: AcceptedEvent) -> tuple[Recorded, int | None]:
+    """Store ``event`` durably; return whether it was new and the id of its item (if any)."""
+    now = ctx.clock.now()
+    with ctx.db.transaction() as uow:
+        session = uow.session
+        event_id = insert_ignore(
+            session,
+            WebhookEvent.__table__,  # type: ignore[arg-type]
+            {
+                "provider": event.provider,
+                "event_type": event.event_type,
+                "dedupe_key": event.dedupe_key,
+                "account_id": event.account_id,
+                "received_at": now,
+                "payload": event.payload,
+            },
+            ["dedupe_key"],
+        )
+        if event_id is None:
+            return Recorded.DUPLICATE, None
+        if event.item is None:
+            return Recorded.NEW, None
+        item = _get_or_create_item(uow, ctx, event.item, now)
+        row = session.get(WebhookEvent, event_id)
+        assert row is not None
+        row.item_id = item.id
+        return Recorded.NEW, item.id
+
+
+def _get_or_create_item(
+    uow: UnitOfWork, ctx: PipelineContext, announced: AnnouncedItem, now: datetime
+) -> ArchiveItem:
+    session = uow.session
+    new_id = insert_ignore(
+        session,
+        ArchiveItem.__table__,  # type: ignore[arg-type]
+        {
+            "provider": announced.provider,
+            "account_id": announced.account_id,
+            "kind": announced.kind,
+            "provider_id": announced.provider_id,
+            "call_id": announced.call_id,
+            "state": announced.state.value,
+            "attempts": 0,
+            "deletion_requests": 0,
+            "outcome": announced.outcome,
+            "provider_started_at": announced.provider_started_at,
+            "provider_completed_at": announced.provider_completed_at,
+            "created_at": now,
+            "updated_at": now,
+        },
+        ["provider", "account_id", "kind", "provider_id"],
+    )
+    item = session.scalars(
+        select(ArchiveItem).where(
+            ArchiveItem.provider == announced.provider,
+            ArchiveItem.account_id == announced.account_id,
+            ArchiveItem.kind == announced.kind,
+            ArchiveItem.provider_id == announced.provider_id,
+        )
+    ).one()
+    if new_id is not None:
+        session.add(
+            ItemHistory(
+                item_id=item.id, at=now, from_state=None, to_state=item.state, detail=announced.outcome
+            )
+        )
+        if announced.state is ItemState.PENDING:
+            schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now)
+        log.info("%s: new item (%s)", item.ref, item.state)
+    return item

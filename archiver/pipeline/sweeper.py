@@ -1,0 +1,60 @@
+"""The sweeper (run by beat): re-enqueues every item whose step is due and that nobody holds.
+
+This is how every wait longer than a Celery countdown ends: a long Retry-After, the purge window, a
+lease left by a killed worker, a message lost with a restarted broker. On PostgreSQL the batch is
+selected ``FOR UPDATE SKIP LOCKED`` so that overlapping sweeps never take the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+
+from sqlalchemy import or_, select
+
+from archiver.db.models import ACTIVE_STATES, ArchiveItem
+from archiver.pipeline.context import PipelineContext
+from archiver.pipeline.dispatch import STATE_STEP
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    enqueued: int = 0
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
+    report = SweepReport()
+    batch_size = ctx.settings.sweep_batch_size
+    for _ in range(max_batches):
+        now = ctx.clock.now()
+        requeue_before = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
+        with ctx.db.transaction() as uow:
+            items = uow.session.scalars(
+                select(ArchiveItem)
+                .where(
+                    ArchiveItem.state.in_([s.value for s in ACTIVE_STATES]),
+                    ArchiveItem.due_at <= now,
+                    or_(ArchiveItem.lease_owner.is_(None), ArchiveItem.lease_expires_at < now),
+                    or_(ArchiveItem.enqueued_at.is_(None), ArchiveItem.enqueued_at < requeue_before),
+                )
+                .order_by(ArchiveItem.due_at)
+                .limit(batch_size)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for item in items:
+                item.enqueued_at = now
+                step = STATE_STEP[item.state]
+                item_id, ref = item.id, item.ref
+                uow.after_commit(partial(ctx.dispatcher.enqueue, step, item_id, ref))
+                report.by_state[item.state] = report.by_state.get(item.state, 0) + 1
+            report.enqueued += len(items)
+        if len(items) < batch_size:
+            break
+    if report.enqueued:
+        log.info("sweep enqueued %d item(s): %s", report.enqueued, report.by_state)
+    return report

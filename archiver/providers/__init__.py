@@ -1,0 +1,1 @@
+"""Provider API clients and the errors they raise."""

@@ -1,0 +1,129 @@
+"""S3 storage of archived artifacts, and the proof that what is stored is what we fetched.
+
+Every object is written with a SHA-256 checksum the server can check, then read back: ``HeadObject``
+with ``ChecksumMode=ENABLED`` must report our length and checksum, and small objects are also read
+in full and re-hashed (S3-compatible test servers such as moto echo checksums without verifying).
+Only a verified object may lead to a deletion at the provider.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+#: Objects up to this size are read back in full and re-hashed during verification.
+FULL_READBACK_MAX_BYTES = 8 * 1024 * 1024
+
+
+class VerificationFailed(Exception):
+    """The stored object does not match what was hashed; it must not be trusted."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    bucket: str
+    key: str
+    size: int
+    sha256_hex: str
+    s3_checksum: str  # "sha256:<base64>", as S3 reports it
+
+
+def object_key(prefix: str, *segments: str) -> str:
+    """Join validated segments under the configured prefix."""
+    parts = [prefix] if prefix else []
+    parts.extend(segments)
+    return "/".join(parts)
+
+
+def bandwidth_call_key(
+    prefix: str, account_id: str, day: datetime, call_id: str, artifact_id: str, filename: str
+) -> str:
+    """``{prefix}/bandwidth/{account}/{yyyy}/{mm}/{dd}/{callId}/{artifactId}/{filename}`` (ids validated
+    by the caller)."""
+    return object_key(
+        prefix,
+        "bandwidth",
+        account_id,
+        f"{day.year:04d}",
+        f"{day.month:02d}",
+        f"{day.day:02d}",
+        call_id,
+        artifact_id,
+        filename,
+    )
+
+
+def make_s3_client(
+    *, region: str, endpoint_url: str | None, credentials: tuple[str, str] | None = None
+) -> S3Client:
+    """An S3 client; credentials come from boto3's usual chain unless given (local stacks)."""
+    config = Config(
+        region_name=region,
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=60,
+        # We supply our own checksums; some S3-compatible servers reject boto3's default CRC trailers.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
+    client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config, **keys)
+    return client
+
+
+class ObjectStore:
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    def put_bytes(
+        self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+    ) -> StoredObject:
+        digest = hashlib.sha256(body).digest()
+        checksum_b64 = base64.b64encode(digest).decode("ascii")
+        meta = {"sha256": digest.hex(), **(metadata or {})}
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentType=content_type,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum_b64,
+            Metadata=meta,
+        )
+        return StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
+
+    def verify(self, stored: StoredObject) -> None:
+        """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``."""
+        head: Any = self.client.head_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
+        length = head.get("ContentLength")
+        if length != stored.size:
+            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: length {length} != {stored.size}")
+        reported = head.get("ChecksumSHA256")
+        expected = stored.s3_checksum.removeprefix("sha256:")
+        if reported != expected:
+            raise VerificationFailed(
+                f"s3://{stored.bucket}/{stored.key}: checksum {reported!r} != {expected!r}"
+            )
+        if stored.size <= FULL_READBACK_MAX_BYTES:
+            body = self.client.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
+            actual = hashlib.sha256(body).hexdigest()
+            if len(body) != stored.size or actual != stored.sha256_hex:
+                raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: content read back differs")
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist (for the demo and tests; production buckets are
+        provisioned with their policies)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except self.client.exceptions.ClientError:
+            self.client.create_bucket(Bucket=self.bucket)

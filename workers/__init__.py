@@ -1,0 +1,35 @@
+"""Celery workers: ``celery -A workers worker`` and ``celery -A workers beat``.
+
+``app`` is the Celery application, configured from ``ARCHIVER_*`` settings when this package is
+imported; a missing or invalid setting stops the start with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
+
+from archiver.config import get_settings
+from archiver.logging import install_redaction
+from workers.celery_app import create_celery_app
+
+settings = get_settings()
+app = create_celery_app(settings)
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _redact_secrets(logger: logging.Logger, **_kwargs: Any) -> None:
+    install_redaction(settings.secret_values(), logger)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@worker_init.connect
+def _check_settings(**_kwargs: Any) -> None:
+    """Refuse to start a worker that could not do its job."""
+    settings.require("s3_bucket", "bandwidth_username", "bandwidth_password")
+
+
+__all__ = ["app"]

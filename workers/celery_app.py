@@ -1,0 +1,61 @@
+"""The Celery application: reliability settings, queues, routes and the beat schedule.
+
+Why each setting (see ../shared/PRACTICE.md):
+* ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose process dies is redelivered,
+  not acked; ``worker_prefetch_multiplier=1`` reserves one message per process.
+* JSON only; no result backend (state lives in the database, not in Celery results).
+* task events, sent events and STARTED state on, so Flower shows queued, running, retried, failed.
+* time limits below the item lease, so a stuck task is killed before another worker may take its
+  item over: no two workers ever act on one item at once.
+* countdowns are capped by ``ARCHIVER_MAX_COUNTDOWN_SECONDS`` (≤ 10 min), far below the Redis
+  visibility timeout; longer waits are due times in the database, swept by beat.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from archiver.config import Settings
+from archiver.pipeline.dispatch import ALL_QUEUES, QUEUE_MAINTENANCE, QUEUES, SWEEP_TASK_NAME, TASK_NAMES
+
+REDIS_VISIBILITY_TIMEOUT = 3600
+
+
+def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
+    app = Celery("archiver", include=["workers.tasks"] if include_tasks else [])
+    routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}
+    routes[SWEEP_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": REDIS_VISIBILITY_TIMEOUT},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_soft_time_limit=settings.lease_seconds * 0.8,
+        task_time_limit=settings.lease_seconds * 0.9,
+        task_queues=[Queue(name) for name in ALL_QUEUES],
+        task_default_queue=QUEUES[next(iter(QUEUES))],
+        task_routes=routes,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule={
+            "sweep-due-items": {
+                "task": SWEEP_TASK_NAME,
+                "schedule": settings.sweep_interval_seconds,
+                # A sweep not started within one interval is pointless: the next one replaces it.
+                "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds},
+            }
+        },
+    )
+    return app

@@ -1,0 +1,15 @@
+"""The Celery implementation of :class:`archiver.pipeline.dispatch.Dispatcher`."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from archiver.pipeline.dispatch import QUEUES, TASK_NAMES, Step
+
+
+class CeleryDispatcher:
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+
+    def enqueue(self, step: Step, item_id: int, ref: str) -> None:
+        self._app.send_task(TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=QUEUES[step])

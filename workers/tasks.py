@@ -1,0 +1,97 @@
+"""Thin Celery tasks over :mod:`archiver.pipeline`.
+
+Each task runs one step for one item; the arguments are the item's id and a readable ``ref``
+(provider/kind/id) so that Flower shows what a task works on. All the logic, transactions and retry
+decisions live in the services; a task only turns "retry in N seconds" into ``self.retry``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.signals import worker_process_init
+
+from archiver.config import get_settings
+from archiver.pipeline.context import PipelineContext
+from archiver.pipeline.dispatch import SWEEP_TASK_NAME, TASK_NAMES, Step
+from archiver.pipeline.steps import Outcome, run_step
+from archiver.pipeline.sweeper import sweep_due_items
+from workers import app
+from workers.dispatch import CeleryDispatcher
+
+log = logging.getLogger(__name__)
+
+#: How many times a task re-tries an item held by another worker before leaving it to the sweeper.
+MAX_BUSY_RETRIES = 5
+
+_context: PipelineContext | None = None
+
+
+def pipeline_context() -> PipelineContext:
+    """One context per worker process, built after the fork (engines must not cross a fork)."""
+    global _context
+    if _context is None:
+        _context = PipelineContext.from_settings(get_settings(), CeleryDispatcher(app))
+    return _context
+
+
+@worker_process_init.connect
+def _reset_after_fork(**_kwargs: Any) -> None:
+    global _context
+    _context = None
+
+
+class StepTask(Task):  # type: ignore[type-arg]
+    """Runs a pipeline step; a short wait becomes ``retry(countdown=…)``, visible in Flower."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    max_retries = None
+    step: Step
+
+    def run_item_step(self, item_id: int) -> dict[str, Any]:
+        result = run_step(pipeline_context(), self.step, item_id)
+        if result.outcome is Outcome.RETRY or (
+            result.outcome is Outcome.BUSY and self.request.retries < MAX_BUSY_RETRIES
+        ):
+            raise self.retry(countdown=result.countdown, exc=None)
+        return {"outcome": result.outcome.value, "detail": result.detail}
+
+
+class ArchiveTask(StepTask):
+    step = Step.ARCHIVE
+
+
+class RequestDeletionTask(StepTask):
+    step = Step.REQUEST_DELETION
+
+
+class ConfirmPurgeTask(StepTask):
+    step = Step.CONFIRM_PURGE
+
+
+@app.task(name=TASK_NAMES[Step.ARCHIVE], base=ArchiveTask, bind=True)
+def archive_item(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
+    """Fetch the artifact, store it in S3, verify the copy, commit."""
+    return self.run_item_step(item_id)
+
+
+@app.task(name=TASK_NAMES[Step.REQUEST_DELETION], base=RequestDeletionTask, bind=True)
+def request_deletion(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
+    """Re-verify the archived copy, then ask the provider to delete the artifact."""
+    return self.run_item_step(item_id)
+
+
+@app.task(name=TASK_NAMES[Step.CONFIRM_PURGE], base=ConfirmPurgeTask, bind=True)
+def confirm_purge(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
+    """After the purge window, check that the provider no longer serves the artifact."""
+    return self.run_item_step(item_id)
+
+
+@app.task(name=SWEEP_TASK_NAME, acks_late=True, ignore_result=True)
+def sweep_due_items_task() -> dict[str, Any]:
+    """Re-enqueue every item whose step is due and that no live worker holds."""
+    report = sweep_due_items(pipeline_context())
+    return {"enqueued": report.enqueued, "by_state": report.by_state}
