@@ -95,7 +95,16 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         else None,
     )
     configure_logging("INFO", [config.password, config.admin_token])
-    uvicorn.run(create_simulator_app(config, faults), host=args.host, port=args.port, log_level="warning")
+    print(
+        f"simulator: Bandwidth API at {public}, admin API at http://{args.host}:{args.port}/admin", flush=True
+    )
+    uvicorn.run(
+        create_simulator_app(config, faults),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+    )
     return 0
 
 

@@ -75,8 +75,14 @@ def make_s3_client(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    keys = {"aws_access_key_id": credentials[0], "aws_secret_access_key": credentials[1]} if credentials else {}
-    client: S3Client = boto3.client("s3", endpoint_url=endpoint_url, config=config, **keys)
+    access_key, secret_key = credentials if credentials else (None, None)
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=config,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+    )
     return client
 
 

@@ -7,11 +7,12 @@ imported; a missing or invalid setting stops the start with a message naming the
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
-from archiver.config import get_settings
+from archiver.config import ConfigError, get_settings
 from archiver.logging import install_redaction
 from workers.celery_app import create_celery_app
 
@@ -28,8 +29,13 @@ def _redact_secrets(logger: logging.Logger, **_kwargs: Any) -> None:
 
 @worker_init.connect
 def _check_settings(**_kwargs: Any) -> None:
-    """Refuse to start a worker that could not do its job."""
-    settings.require("s3_bucket", "bandwidth_username", "bandwidth_password")
+    """Refuse to start a worker that could not do its job (Celery only logs exceptions raised in
+    signal handlers, so this exits explicitly)."""
+    try:
+        settings.require("s3_bucket", "bandwidth_username", "bandwidth_password")
+    except ConfigError as exc:
+        print(f"archiver worker: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 __all__ = ["app"]

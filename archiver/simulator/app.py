@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hmac
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,8 @@ from archiver.simulator.webhooks import (
 )
 
 API_PREFIX = "/api/v2"
+
+log = logging.getLogger("archiver.simulator")
 
 
 @dataclass
@@ -63,6 +66,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         response = await _api_response(request, path, method)
         size = int(response.headers.get("content-length", "0") or 0)
         world.record(method, path, request.url.query, response.status_code, size)
+        log.info("%s %s -> %d (%d bytes)", method, path, response.status_code, size)
         return response
 
     async def _api_response(request: Request, path: str, method: str) -> Response:
@@ -179,6 +183,14 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             }
         )
 
+    async def undelete_realtime(_request: Request, body: dict[str, Any]) -> Response:
+        """Make a deleted transcription served again (a provider whose deletion did not take)."""
+        for t in world.realtime.values():
+            if t.transcription_id == body["id"]:
+                t.deleted_at = t.purge_at = None
+                return JSONResponse({"ok": True})
+        return JSONResponse({"error": "not_found"}, status_code=404)
+
     async def send_webhooks(_request: Request, body: dict[str, Any]) -> Response:
         target = config.intake
         if body.get("intake_url"):
@@ -205,6 +217,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                     payload = realtime_available_event(t, config.public_base_url, key)
                 for _ in range(times):
                     outcome = await deliver(client, target, payload)
+                    log.info("webhook %s -> %s: %s", payload["eventType"], target.url, outcome)
                     results.append(
                         {"id": payload.get(key, payload.get("transcription", {})).get("id"), **outcome}
                     )
@@ -248,6 +261,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             Route("/admin/reset", admin(reset), methods=["POST"]),
             Route("/admin/realtime-transcriptions", admin(create_realtime), methods=["POST"]),
             Route("/admin/realtime-transcriptions", admin(list_realtime), methods=["GET"]),
+            Route("/admin/realtime-transcriptions/undelete", admin(undelete_realtime), methods=["POST"]),
             Route("/admin/webhooks", admin(send_webhooks), methods=["POST"]),
             Route("/admin/faults", admin(get_faults), methods=["GET"]),
             Route("/admin/faults", admin(set_faults), methods=["PUT", "POST"]),

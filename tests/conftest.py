@@ -1,0 +1,217 @@
+"""Fixtures: real PostgreSQL, Redis, an S3 server process, the simulator over HTTP, and a real Celery
+worker and beat, started once per session through :mod:`archiver.devstack`.
+
+Isolation between tests: tables are truncated, the simulator reset and the shared clock put back to
+zero before each end-to-end test. Item ids are never reused (no RESTART IDENTITY), so a message left
+over from an earlier test names a row that no longer exists and does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from archiver.db.migrate import upgrade
+from archiver.db.session import Database
+from archiver.devstack import LocalStack
+
+PG_ADMIN_DSN = os.environ.get(
+    "ARCHIVER_TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+)
+PG_URL_BASE = os.environ.get("ARCHIVER_TEST_PG_URL_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
+TEST_REDIS_URL = os.environ.get("ARCHIVER_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+#: Secrets of the test stack: distinctive, so that a test can prove they never reach a log.
+SECRETS = {
+    "intake_password": "intake-SECRET-7f3a9c",
+    "simulator_password": "bandwidth-SECRET-51d2e8",
+}
+
+#: Short waits, so that retries, leases and sweeps happen within a test.
+TEST_PIPELINE_ENV = {
+    "ARCHIVER_LEASE_SECONDS": "10",
+    "ARCHIVER_MAX_ATTEMPTS": "5",
+    "ARCHIVER_RETRY_BACKOFF_BASE_SECONDS": "0.3",
+    "ARCHIVER_RETRY_BACKOFF_MAX_SECONDS": "2",
+    "ARCHIVER_MAX_COUNTDOWN_SECONDS": "60",
+    "ARCHIVER_SWEEP_INTERVAL_SECONDS": "1",
+    "ARCHIVER_REQUEUE_AFTER_SECONDS": "30",
+    "ARCHIVER_LOG_LEVEL": "INFO",
+}
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    name = f"archiver_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = f"{PG_URL_BASE}/{name}"
+    upgrade(url)
+    yield url
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def db(postgres_url: str) -> Iterator[Database]:
+    database = Database(postgres_url)
+    yield database
+    database.dispose()
+
+
+def truncate_all(database: Database) -> None:
+    with database.engine.begin() as connection:
+        connection.execute(
+            text("TRUNCATE webhook_events, transcript_segments, item_history, archive_items CASCADE")
+        )
+
+
+@pytest.fixture(scope="session")
+def clock_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clock") / "offset"
+    path.write_text("0")
+    return path
+
+
+class SharedClock:
+    """Moves the clock of every archiver process of the stack (ARCHIVER_CLOCK_OFFSET_FILE)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+        self.path.write_text(repr(self.offset))
+
+    def reset(self) -> None:
+        self.offset = 0.0
+        self.path.write_text("0")
+
+
+@pytest.fixture(scope="session")
+def stack(
+    postgres_url: str, clock_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
+    broker = redis.Redis.from_url(TEST_REDIS_URL)
+    broker.flushdb()
+    broker.close()
+    workdir = tmp_path_factory.mktemp("stack")
+    local = LocalStack(
+        workdir=workdir,
+        database_url=postgres_url,
+        broker_url=TEST_REDIS_URL,
+        intake_password=SECRETS["intake_password"],
+        simulator_password=SECRETS["simulator_password"],
+        bucket="archiver-test",
+        extra_env={**TEST_PIPELINE_ENV, "ARCHIVER_CLOCK_OFFSET_FILE": str(clock_file)},
+    )
+    try:
+        local.start_s3()
+        local.start_simulator()
+        local.start_intake()
+        local.start_worker()
+        local.start_beat()
+        yield local
+    finally:
+        local.stop()
+
+
+class Simulator:
+    """The simulator's admin API, for tests."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+
+    def reset(self) -> None:
+        self.client.post("/admin/reset").raise_for_status()
+
+    def create_realtime(self, count: int = 1, **options: Any) -> list[dict[str, Any]]:
+        response = self.client.post("/admin/realtime-transcriptions", json={"count": count, **options})
+        response.raise_for_status()
+        created: list[dict[str, Any]] = response.json()["created"]
+        return created
+
+    def send_webhooks(self, **options: Any) -> list[dict[str, Any]]:
+        response = self.client.post("/admin/webhooks", json=options)
+        response.raise_for_status()
+        deliveries: list[dict[str, Any]] = response.json()["deliveries"]
+        return deliveries
+
+    def set_faults(self, *rules: dict[str, Any]) -> None:
+        self.client.put("/admin/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def audit(self, method: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"method": method, "path_contains": path_contains}.items() if v}
+        response = self.client.get("/admin/audit", params=params)
+        response.raise_for_status()
+        entries: list[dict[str, Any]] = response.json()["entries"]
+        return entries
+
+
+@pytest.fixture
+def e2e(
+    stack: LocalStack, db: Database, clock_file: Path
+) -> Iterator[tuple[LocalStack, Simulator, SharedClock]]:
+    """A clean slate on the running stack: empty tables, a reset simulator, the clock at zero."""
+    truncate_all(db)
+    clock = SharedClock(clock_file)
+    clock.reset()
+    with stack.admin() as admin:
+        simulator = Simulator(admin)
+        simulator.reset()
+        yield stack, simulator, clock
+    wait_until_quiet(db, clock.offset)
+    clock.reset()
+
+
+def wait_until_quiet(database: Database, clock_offset: float, timeout: float = 20.0) -> None:
+    """Let work a test started finish, so that it cannot act on the next test's simulator."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import func, or_, select
+
+    from archiver.db.models import ArchiveItem, ItemState
+
+    def busy() -> int:
+        now = datetime.now(UTC) + timedelta(seconds=clock_offset)
+        with database.sessionmaker() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(ArchiveItem)
+                    .where(
+                        or_(
+                            ArchiveItem.lease_expires_at > now,
+                            ArchiveItem.state.in_([ItemState.PENDING, ItemState.ARCHIVED])
+                            & (ArchiveItem.due_at <= now + timedelta(seconds=2)),
+                        )
+                    )
+                )
+                or 0
+            )
+
+    deadline = time.monotonic() + timeout
+    while busy() and time.monotonic() < deadline:
+        time.sleep(0.2)

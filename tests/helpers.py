@@ -1,0 +1,74 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from archiver.db.models import ArchiveItem, ItemHistory, TranscriptSegment, WebhookEvent
+from archiver.db.session import Database
+from tests.conftest import wait_for
+
+
+def item_by_provider_id(db: Database, provider_id: str) -> ArchiveItem | None:
+    with db.sessionmaker() as session:
+        return session.scalars(
+            select(ArchiveItem).where(ArchiveItem.provider_id == provider_id)
+        ).one_or_none()
+
+
+def wait_state(db: Database, provider_id: str, *states: str, timeout: float = 30.0) -> ArchiveItem:
+    def reached() -> ArchiveItem | None:
+        item = item_by_provider_id(db, provider_id)
+        return item if item is not None and item.state in states else None
+
+    try:
+        result: ArchiveItem = wait_for(reached, timeout, f"{provider_id} in {states}")
+    except AssertionError:
+        item = item_by_provider_id(db, provider_id)
+        raise AssertionError(
+            f"{provider_id} never reached {states}; now: "
+            f"{None if item is None else (item.state, item.last_error, item.due_at)}"
+        ) from None
+    return result
+
+
+def count(db: Database, model: Any) -> int:
+    with db.sessionmaker() as session:
+        return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def history(db: Database, item_id: int) -> list[ItemHistory]:
+    with db.sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(ItemHistory).where(ItemHistory.item_id == item_id).order_by(ItemHistory.id)
+            )
+        )
+
+
+def segments(db: Database, item_id: int) -> list[TranscriptSegment]:
+    with db.sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(TranscriptSegment)
+                .where(TranscriptSegment.item_id == item_id)
+                .order_by(TranscriptSegment.position)
+            )
+        )
+
+
+def events(db: Database) -> list[WebhookEvent]:
+    with db.sessionmaker() as session:
+        return list(session.scalars(select(WebhookEvent)))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,167 @@
+"""Pure functions: Retry-After, timestamps, ids, the retry policy, event parsing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from archiver.db.models import ItemState
+from archiver.ids import InvalidId, validate
+from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
+from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, RetryPolicy
+from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
+from archiver.providers.retry_after import parse_retry_after
+from archiver.storage import VerificationFailed
+from archiver.timestamps import parse_timestamp
+
+NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("2", 2.0),
+        (" 120 ", 120.0),
+        ("Sat, 21 Nov 2026 12:00:30 GMT", 30.0),
+        ("Sat, 21 Nov 2026 11:00:00 GMT", 0.0),  # in the past: now
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("-5", None),
+        ("1.5", None),
+    ],
+)
+def test_retry_after(header, expected):
+    assert parse_retry_after(header, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2022-06-30T18:55:02.489Z", datetime(2022, 6, 30, 18, 55, 2, 489000, tzinfo=UTC)),
+        ("2019-09-13T16:49:40.500", datetime(2019, 9, 13, 16, 49, 40, 500000, tzinfo=UTC)),
+        ("2019-09-13T18:49:40+02:00", datetime(2019, 9, 13, 16, 49, 40, tzinfo=UTC)),
+        ("2019-09-13T16:49:40.123456789Z", datetime(2019, 9, 13, 16, 49, 40, 123456, tzinfo=UTC)),
+        ("2019-09-13-16:48:27.198Z", None),  # the malformed doc example
+        ("2019-02-30T00:00:00Z", None),
+        (None, None),
+        (12, None),
+    ],
+)
+def test_lenient_timestamps(value, expected):
+    assert parse_timestamp(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "ok"),
+    [
+        ("bandwidth_account", "9900000", True),
+        ("bandwidth_account", "99a", False),
+        ("bandwidth_call", "c-15ac29a2-1331029c-2cb0-4a07-b215-b22865662d85", True),
+        ("bandwidth_call", "c-../../etc", False),
+        ("bandwidth_call", "c-a b", False),
+        ("bandwidth_call", "c-" + "a" * 200, False),
+        ("bandwidth_transcription", "t-3f758f24-c7a2fc78-7c91-401a-8b2e-e542f9c40d6b", True),
+        ("bandwidth_transcription", "s-95ac90b3-a2b4fd9b-579c-4cc7-898e-3d257c7a042b", True),
+        ("bandwidth_transcription", "r-1", False),
+        ("bandwidth_transcription", "t-%2F", False),
+        ("bandwidth_transcription", None, False),
+        ("bandwidth_transcription", 12, False),
+    ],
+)
+def test_id_validation(kind, value, ok):
+    if ok:
+        assert validate(kind, value) == value
+    else:
+        with pytest.raises(InvalidId):
+            validate(kind, value)
+
+
+POLICY = RetryPolicy(max_attempts=4, backoff_base=1.0, backoff_max=10.0)
+
+
+def test_retry_policy_429_follows_retry_after_and_is_not_an_attempt():
+    decision = POLICY.decide(RateLimited("429", retry_after=42), attempts_so_far=3)
+    assert decision == Retry(delay=42, counts_as_attempt=False, reason=decision.reason)
+    without = POLICY.decide(RateLimited("429", retry_after=None), attempts_so_far=0)
+    assert isinstance(without, Retry) and 0.5 <= without.delay <= 1.0 and not without.counts_as_attempt
+
+
+def test_retry_policy_backs_off_exponentially_with_jitter_and_caps():
+    delays = [POLICY.decide(ProviderUnavailable("503"), n) for n in range(3)]
+    assert all(isinstance(d, Retry) and d.counts_as_attempt for d in delays)
+    assert 0.5 <= delays[0].delay <= 1 and 1 <= delays[1].delay <= 2 and 2 <= delays[2].delay <= 4
+    assert all(POLICY.backoff(attempt) <= 10.0 for attempt in range(1, 40))
+    assert isinstance(POLICY.decide(ProviderUnavailable("503"), 3), DeadLetter)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [NotFound("404"), ProviderRejected("403"), InvalidId("bad"), PermanentStepError("odd body")],
+)
+def test_retry_policy_dead_letters_permanent_errors_at_once(error):
+    assert isinstance(POLICY.decide(error, 0), DeadLetter)
+
+
+def test_retry_policy_counts_unexpected_errors_so_bugs_end_as_dead_letters():
+    first = POLICY.decide(KeyError("boom"), 0)
+    assert isinstance(first, Retry) and first.counts_as_attempt and first.reason.startswith("unexpected")
+    assert isinstance(POLICY.decide(VerificationFailed("mismatch"), 3), DeadLetter)
+
+
+REJECTED = {
+    "eventType": "realTimeTranscriptionRejected",
+    "accountId": "55555555",
+    "callId": "c-95ac912f-68aacdd7-4a8e-4223-a7fd-020e02fa6bf2",
+    "cause": "duplicate",
+    "errorMessage": "A real-time transcription with the name x already exists",
+    "eventTime": "2022-06-30T18:55:02.489Z",
+    "transcription": {
+        "name": "x",
+        "id": "s-95ac90b3-a2b4fd9b-579c-4cc7-898e-3d257c7a042b",
+        "tracks": ["outbound"],
+    },
+}
+
+
+def test_rejected_event_parses_to_a_rejected_item_with_its_cause():
+    event = parse_bandwidth_event(json.dumps(REJECTED).encode())
+    assert event.item is not None
+    assert event.item.state is ItemState.REJECTED
+    assert event.item.provider_id == "s-95ac90b3-a2b4fd9b-579c-4cc7-898e-3d257c7a042b"
+    assert (
+        event.item.outcome == "rejected: duplicate: A real-time transcription with the name x already exists"
+    )
+
+
+def test_failed_available_event_is_recorded_without_a_fetch():
+    body = {**REJECTED, "eventType": "realTimeTranscriptionAvailable"}
+    body["realTimeTranscription"] = {"id": "t-1", "status": "failed"}
+    event = parse_bandwidth_event(json.dumps(body).encode())
+    assert event.item is not None and event.item.state is ItemState.REJECTED
+    assert "failed" in (event.item.outcome or "")
+
+
+def test_dedupe_key_ignores_key_order_but_not_the_event_time():
+    first = parse_bandwidth_event(json.dumps(REJECTED).encode())
+    reordered = parse_bandwidth_event(json.dumps(dict(reversed(list(REJECTED.items())))).encode())
+    later = parse_bandwidth_event(json.dumps({**REJECTED, "eventTime": "2022-06-30T18:56:00Z"}).encode())
+    assert first.dedupe_key == reordered.dedupe_key != later.dedupe_key
+    assert len(first.dedupe_key) <= 255
+
+
+def test_event_rejections_say_what_is_wrong():
+    with pytest.raises(EventRejected, match="accountId"):
+        parse_bandwidth_event(json.dumps({"eventType": "realTimeTranscriptionAvailable"}).encode())
+
+
+def test_clock_offset_file(tmp_path):
+    from archiver.clock import OffsetFileClock
+
+    path = tmp_path / "offset"
+    clock = OffsetFileClock(str(path))
+    assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 1
+    path.write_text("3600")
+    assert clock.now() - datetime.now(UTC) > timedelta(seconds=3599)
