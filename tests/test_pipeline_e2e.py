@@ -286,3 +286,33 @@ def test_no_secret_reaches_any_log(e2e, db):
     for name, text in logs.items():
         for secret in SECRETS.values():
             assert secret not in text, f"{secret} in {name}"
+
+
+def test_broker_unreachable_at_the_intake_loses_nothing(e2e, db):
+    """The event is committed before the 204; the message that could not be sent is replaced by the
+    sweeper's, so the item is archived all the same."""
+    stack, simulator, _clock = e2e
+    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+
+    port = free_port()
+    env = {**stack.env(), "ARCHIVER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}  # nothing listens
+    intake = ManagedProcess("intake-no-broker", [bin_path("archiver"), "serve", "--port", str(port)], env=env,
+                            log_path=stack.workdir / "intake-no-broker.log").start()  # fmt: skip
+    try:
+        wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "the second intake")
+        [created] = simulator.create_realtime(1)
+        tid = created["transcriptionId"]
+        started = time.monotonic()
+        [delivery] = simulator.send_webhooks(
+            intake_url=f"http://127.0.0.1:{port}/webhooks/bandwidth",
+            username=stack.intake_username,
+            password=stack.intake_password,
+        )
+        answered_in = time.monotonic() - started
+        assert delivery["status"] == 204
+        assert answered_in < 10, answered_in
+        assert item_by_provider_id(db, tid).state == ItemState.PENDING  # durable before the answer
+        wait_state(db, tid, ItemState.DELETION_REQUESTED, timeout=40)
+        assert "after-commit callback failed" in intake.log_text()
+    finally:
+        intake.stop()

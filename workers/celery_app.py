@@ -17,7 +17,14 @@ from celery import Celery
 from kombu import Queue
 
 from archiver.config import Settings
-from archiver.pipeline.dispatch import ALL_QUEUES, QUEUE_MAINTENANCE, QUEUES, SWEEP_TASK_NAME, TASK_NAMES
+from archiver.pipeline.dispatch import (
+    ALL_QUEUES,
+    QUEUE_LIVE,
+    QUEUE_MAINTENANCE,
+    QUEUES,
+    SWEEP_TASK_NAME,
+    TASK_NAMES,
+)
 
 REDIS_VISIBILITY_TIMEOUT = 3600
 
@@ -29,6 +36,15 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        # A publish gives up after about a second: the row is committed and due, so the sweeper
+        # sends it later; the intake must not hang on a broker that is down.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         broker_transport_options={"visibility_timeout": REDIS_VISIBILITY_TIMEOUT},
         task_serializer="json",
         result_serializer="json",
@@ -45,7 +61,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         task_soft_time_limit=settings.lease_seconds * 0.8,
         task_time_limit=settings.lease_seconds * 0.9,
         task_queues=[Queue(name) for name in ALL_QUEUES],
-        task_default_queue=QUEUES[next(iter(QUEUES))],
+        task_default_queue=QUEUE_LIVE,
         task_routes=routes,
         timezone="UTC",
         enable_utc=True,

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import Task
 from celery.signals import worker_process_init
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from archiver.config import get_settings
 from archiver.pipeline.context import PipelineContext
@@ -44,11 +45,19 @@ def _reset_after_fork(**_kwargs: Any) -> None:
 
 
 class StepTask(Task):  # type: ignore[type-arg]
-    """Runs a pipeline step; a short wait becomes ``retry(countdown=…)``, visible in Flower."""
+    """Runs a pipeline step; a short wait becomes ``retry(countdown=…)``, visible in Flower.
+
+    The database being unreachable (PostgreSQL restarting) is retried with capped backoff; the
+    item stays due in the database meanwhile, so the sweeper would send it again anyway.
+    """
 
     acks_late = True
     reject_on_worker_lost = True
     max_retries = None
+    autoretry_for = (OperationalError, InterfaceError)
+    retry_backoff = 1
+    retry_backoff_max = 60
+    retry_jitter = True
     step: Step
 
     def run_item_step(self, item_id: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -98,7 +99,12 @@ def create_app(ctx: PipelineContext) -> Starlette:
                 expected_account,
             )
             return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
-        recorded, item_id = await run_in_threadpool(record_event, ctx, event)
+        try:
+            recorded, item_id = await run_in_threadpool(record_event, ctx, event)
+        except DBAPIError as exc:
+            # Not stored, so not acknowledged: the provider may deliver it again.
+            log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)
+            return error(503, "unavailable", "the archive database is unavailable; try again")
         log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
