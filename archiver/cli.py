@@ -61,7 +61,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
     from archiver.simulator.app import SimulatorConfig, create_simulator_app
-    from archiver.simulator.faults import FaultRule, Faults
+    from archiver.simulator.faults import FaultRule, Faults, TokenBucket
     from archiver.simulator.webhooks import IntakeTarget
 
     faults = Faults()
@@ -76,15 +76,24 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         )
     if args.error_share:
         faults.rules.append(FaultRule(status=500, share=args.error_share))
+    if args.reset_share:
+        faults.rules.append(FaultRule(status=0, share=args.reset_share, reset_after_bytes=1024))
     if args.latency:
         faults.rules.append(FaultRule(status=0, share=1.0, latency_seconds=args.latency))
-    public = args.public_base_url or f"http://{args.host}:{args.port}/api/v2"
+    if args.rate_limit:
+        burst = args.rate_limit_burst or args.rate_limit
+        faults.rate_limits[f"bandwidth:{args.account_id}"] = TokenBucket(
+            args.rate_limit, burst, args.retry_after_format
+        )
+        faults.rate_limits[f"twilio:{args.twilio_account_sid}"] = TokenBucket(args.rate_limit, burst)
     config = SimulatorConfig(
         username=args.username,
         password=os.environ.get("SIMULATOR_PASSWORD", args.password),
         admin_token=os.environ.get("SIMULATOR_ADMIN_TOKEN", args.admin_token),
         account_id=args.account_id,
-        public_base_url=public,
+        twilio_account_sid=args.twilio_account_sid,
+        twilio_auth_token=os.environ.get("SIMULATOR_TWILIO_AUTH_TOKEN", args.twilio_auth_token),
+        public_root=(args.public_url or f"http://{args.host}:{args.port}").rstrip("/"),
         seed=args.seed,
         intake=IntakeTarget(
             args.intake_url,
@@ -93,18 +102,18 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         )
         if args.intake_url
         else None,
+        twilio_intake_url=args.twilio_intake_url,
+        twilio_webhook_format=args.twilio_webhook_format,
+        duplicate_webhooks=args.duplicate_webhooks,
     )
-    configure_logging("INFO", [config.password, config.admin_token])
+    configure_logging("INFO", [config.password, config.admin_token, config.twilio_auth_token])
     print(
-        f"simulator: Bandwidth API at {public}, admin API at http://{args.host}:{args.port}/admin", flush=True
+        f"simulator: Bandwidth API at {config.bandwidth_base_url}, Twilio API at {config.public_root}/v2, "
+        f"admin API at {config.public_root}/admin",
+        flush=True,
     )
-    uvicorn.run(
-        create_simulator_app(config, faults),
-        host=args.host,
-        port=args.port,
-        log_level="info",
-        access_log=False,
-    )
+    app = create_simulator_app(config, faults)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
     return 0
 
 
@@ -157,15 +166,29 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--admin-token", default="sim-admin-token", help="(or SIMULATOR_ADMIN_TOKEN)")
     sim.add_argument("--account-id", default="9900000")
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--public-base-url", help="base URL written into resources (default: from host/port)")
-    sim.add_argument("--intake-url", help="where webhooks are delivered")
+    sim.add_argument("--public-url", help="root URL written into resources (default: http://HOST:PORT)")
+    sim.add_argument("--twilio-account-sid", default="AC" + "0" * 32)
+    sim.add_argument(
+        "--twilio-auth-token", default="sim-twilio-token", help="(or SIMULATOR_TWILIO_AUTH_TOKEN)"
+    )
+    sim.add_argument("--intake-url", help="where Bandwidth webhooks are delivered")
+    sim.add_argument("--twilio-intake-url", help="where Twilio webhooks go when a Service names none")
+    sim.add_argument("--twilio-webhook-format", choices=["form", "json"], default="form")
+    sim.add_argument("--duplicate-webhooks", action="store_true", help="deliver every webhook twice")
     sim.add_argument("--intake-username")
     sim.add_argument("--intake-password", help="(or SIMULATOR_INTAKE_PASSWORD)")
     sim.add_argument("--rate-429-share", type=float, default=0.0, help="share of API requests answered 429")
     sim.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of those 429s, seconds")
     sim.add_argument("--retry-after-format", choices=["seconds", "http-date", "absent"], default="seconds")
     sim.add_argument("--error-share", type=float, default=0.0, help="share of API requests answered 500")
+    sim.add_argument("--reset-share", type=float, default=0.0, help="share of responses cut after 1 KiB")
     sim.add_argument("--latency", type=float, default=0.0, help="seconds added to every API request")
+    sim.add_argument(
+        "--rate-limit", type=float, default=0.0, help="requests per second per account (0: none)"
+    )
+    sim.add_argument(
+        "--rate-limit-burst", type=float, default=0.0, help="token bucket size (default: the rate)"
+    )
     sim.set_defaults(func=cmd_simulator)
 
     status = sub.add_parser("status", help="items per state and dead letters")

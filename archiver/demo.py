@@ -63,8 +63,10 @@ def run_demo(transcriptions: int, exit_when_done: bool, workdir: str, timeout: f
             rejected = admin.post(
                 "/admin/webhooks", json={"event": "rejected", "ids": [sent[0]["id"]]}
             ).json()
-            say(f"delivered {len(sent)} realTimeTranscriptionAvailable and "
-                f"{len(rejected['deliveries'])} realTimeTranscriptionRejected callbacks")  # fmt: skip
+            say(
+                f"delivered {len(sent)} realTimeTranscriptionAvailable and "
+                f"{len(rejected['deliveries'])} realTimeTranscriptionRejected callbacks"
+            )
         done = watch(stack.database_url, transcriptions, timeout)
         print_where_to_look(stack, database)
         if exit_when_done:
@@ -109,10 +111,14 @@ def watch(database_url: str, expected: int, timeout: float) -> bool:
 def print_where_to_look(stack: LocalStack, database: Path) -> None:
     say("where to look:")
     print(f"    ARCHIVER_DATABASE_URL=sqlite:///{database} archiver status")
-    print(f"    S3 objects: AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {stack.s3_url} "
-          f"s3 ls --recursive s3://{stack.bucket}/")  # fmt: skip
-    print(f"    simulator audit: curl -H 'Authorization: Bearer {stack.simulator_admin_token}' "
-          f"{stack.simulator_url}/admin/audit")  # fmt: skip
+    print(
+        f"    S3 objects: AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x aws --endpoint-url {stack.s3_url} "
+        f"s3 ls --recursive s3://{stack.bucket}/"
+    )
+    print(
+        f"    simulator audit: curl -H 'Authorization: Bearer {stack.simulator_admin_token}' "
+        f"{stack.simulator_url}/admin/audit"
+    )
     sys.stdout.flush()
 
 

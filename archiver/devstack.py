@@ -137,13 +137,19 @@ class LocalStack:
 
     def start_simulator(self) -> ManagedProcess:
         argv = [
-            bin_path("archiver"), "simulator",
-            "--port", str(self.simulator_port),
-            "--username", self.simulator_username,
-            "--account-id", self.account_id,
-            "--intake-url", f"{self.intake_url}/webhooks/bandwidth",
-            "--intake-username", self.intake_username,
-        ]  # fmt: skip
+            bin_path("archiver"),
+            "simulator",
+            "--port",
+            str(self.simulator_port),
+            "--username",
+            self.simulator_username,
+            "--account-id",
+            self.account_id,
+            "--intake-url",
+            f"{self.intake_url}/webhooks/bandwidth",
+            "--intake-username",
+            self.intake_username,
+        ]
         process = ManagedProcess(
             "simulator",
             argv,
@@ -160,8 +166,12 @@ class LocalStack:
         return process
 
     def migrate(self) -> None:
-        subprocess.run([bin_path("archiver"), "db", "upgrade"], env={**_os_env(), **self.env()}, check=True,
-                       capture_output=not self.echo)  # fmt: skip
+        subprocess.run(
+            [bin_path("archiver"), "db", "upgrade"],
+            env={**_os_env(), **self.env()},
+            check=True,
+            capture_output=not self.echo,
+        )
 
     def start_intake(self) -> ManagedProcess:
         process = self._start("intake", [bin_path("archiver"), "serve", "--port", str(self.intake_port)])
@@ -173,10 +183,23 @@ class LocalStack:
         offset = log_path.stat().st_size if log_path.exists() else 0
         process = self._start(
             name,
-            [bin_path("celery"), "-A", "workers", "worker", "--loglevel", "INFO", "--pool", "prefork",
-             "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
-             "--without-mingle", "--without-gossip"],
-        )  # fmt: skip
+            [
+                bin_path("celery"),
+                "-A",
+                "workers",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
         wait_until(lambda: " ready." in log_path.read_text("utf-8", "replace")[offset:], 60, f"the {name}")
         return process
 

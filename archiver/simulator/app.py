@@ -1,20 +1,23 @@
-"""The simulator's HTTP app: Bandwidth's real-time transcription API and the admin API.
+"""The simulator's HTTP app: Bandwidth's Voice API, Twilio's Conversational Intelligence v2 API,
+media downloads, and the admin API.
 
-Bandwidth routes live under ``/api/v2`` with Basic auth and ``{type, description, id}`` error bodies.
-The admin API (``/admin``, ``Authorization: Bearer <token>``) seeds resources, sends webhooks, sets
-faults, reads and advances the clock, and reads the audit log of every API request served.
+The admin API (``/admin``, ``Authorization: Bearer <token>``) seeds resources and scenarios, sends
+webhooks, sets faults and rate limits, reads and advances the clock, and reads the audit log of
+every provider request served. A background ticker delivers what simulated time makes due
+(requested recording transcriptions, completed Twilio transcripts).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import Any, Literal
 
 import httpx
 from starlette.applications import Starlette
@@ -22,16 +25,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from archiver.simulator.faults import FaultRule, Faults
-from archiver.simulator.state import RealtimeTranscription, World
+from archiver.simulator.bandwidth_api import BandwidthApi
+from archiver.simulator.faults import FaultRule, Faults, TokenBucket
+from archiver.simulator.guard import ApiGuard
+from archiver.simulator.scenarios import Scenario, populate
+from archiver.simulator.state import Deletable, Recording, World
+from archiver.simulator.twilio_api import TwilioApi
 from archiver.simulator.webhooks import (
     IntakeTarget,
-    deliver,
+    deliver_bandwidth,
+    deliver_twilio,
     realtime_available_event,
     realtime_rejected_event,
+    record_complete_event,
+    recording_available_event,
+    transcript_available_params,
+    transcription_available_event,
 )
-
-API_PREFIX = "/api/v2"
+from archiver.timestamps import parse_timestamp
 
 log = logging.getLogger("archiver.simulator")
 
@@ -42,127 +53,172 @@ class SimulatorConfig:
     password: str = "sim-password"  # noqa: S105 - the simulator's own default
     admin_token: str = "sim-admin-token"  # noqa: S105
     account_id: str = "9900000"
-    public_base_url: str = "http://127.0.0.1:9000/api/v2"
+    twilio_account_sid: str = "AC" + "0" * 32
+    twilio_auth_token: str = "sim-twilio-token"  # noqa: S105
+    #: Where the simulator is reached; Bandwidth URLs are ``{root}/api/v2/…``, Twilio's ``{root}/v2/…``.
+    public_root: str = "http://127.0.0.1:9000"
     seed: int = 1
     intake: IntakeTarget | None = None
+    twilio_intake_url: str | None = None
+    twilio_webhook_format: Literal["form", "json"] = "form"
+    duplicate_webhooks: bool = False
+    tick_seconds: float = 0.25
+
+    @property
+    def bandwidth_base_url(self) -> str:
+        return f"{self.public_root}/api/v2"
 
 
-def voice_error(status: int, type_: str, description: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(
-        {"type": type_, "description": description, "id": None}, status_code=status, headers=headers
-    )
+AdminHandler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
 
 
 def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) -> Starlette:
-    world = World(seed=config.seed)
+    world = World(
+        seed=config.seed, bandwidth_account_id=config.account_id, twilio_account_sid=config.twilio_account_sid
+    )
     fault_state = faults or Faults()
-    expected_basic = "Basic " + base64.b64encode(f"{config.username}:{config.password}".encode()).decode()
 
-    # --- Bandwidth API ----------------------------------------------------------------------------
+    def guard(provider: str, authenticate: Any, error: Any) -> ApiGuard:
+        return ApiGuard(world, fault_state, provider, authenticate, error)
 
-    async def api(request: Request) -> Response:
-        path = request.url.path
-        method = request.method
-        response = await _api_response(request, path, method)
-        size = int(response.headers.get("content-length", "0") or 0)
-        world.record(method, path, request.url.query, response.status_code, size)
-        log.info("%s %s -> %d (%d bytes)", method, path, response.status_code, size)
-        return response
+    bandwidth = BandwidthApi(
+        world,
+        guard,
+        config.username,
+        config.password,
+        config.bandwidth_base_url,
+        on_transcription_requested=lambda _r: None,
+    )
+    twilio = TwilioApi(
+        world,
+        guard,
+        config.twilio_account_sid,
+        config.twilio_auth_token,
+        config.public_root,
+        config.public_root,
+    )
+    media_guard = ApiGuard(world, fault_state, "twilio-media", lambda _r: "media", twilio._error)
 
-    async def _api_response(request: Request, path: str, method: str) -> Response:
-        if not hmac.compare_digest(request.headers.get("authorization", ""), expected_basic):
-            return voice_error(401, "authentication-error", "The credentials provided were invalid")
-        rule = fault_state.pick(method, path)
-        if rule is not None:
-            if rule.latency_seconds:
-                await asyncio.sleep(rule.latency_seconds)
-            if rule.status == 429:
-                header = rule.retry_after_header(world.clock.now())
-                return voice_error(
-                    429, "error", "Too many requests", {"Retry-After": header} if header else None
+    # --- simulated time: what becomes due --------------------------------------------------------
+
+    async def tick() -> dict[str, int]:
+        now = world.clock.now()
+        delivered = {"transcription_available": 0, "twilio_transcript_available": 0}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
+            for recording in list(world.recordings.values()):
+                t = recording.transcription
+                if t is None or t.notified or t.available_at is None or t.available_at > now:
+                    continue
+                t.status, t.completed_time, t.notified = "available", t.available_at, True
+                callback = t.callback or {}
+                target = _bandwidth_target(
+                    callback.get("url"),
+                    callback.get("username"),
+                    callback.get("password"),
+                    callback.get("method", "POST"),
                 )
-            if rule.status >= 500:
-                kind = "system-overloaded" if rule.status == 503 else "internal-error"
-                return voice_error(rule.status, kind, "An unknown internal error occurred")
-            if rule.status >= 400:
-                return voice_error(rule.status, "error", "Injected fault")
-        parts = path[len(API_PREFIX) :].strip("/").split("/")
-        # accounts/{a}/calls/{c}/transcriptions[/{t}]
-        if (
-            len(parts) >= 5
-            and parts[0] == "accounts"
-            and parts[2] == "calls"
-            and parts[4] == "transcriptions"
-        ):
-            account_id, call_id = parts[1], parts[3]
-            if len(parts) == 5 and method == "GET":
-                return JSONResponse(
-                    [
-                        {
-                            "transcriptionId": t.transcription_id,
-                            "transcriptionName": t.name,
-                            "transcriptionUrl": _url(t),
-                        }
-                        for t in world.realtime.values()
-                        if t.account_id == account_id and t.call_id == call_id and t.deleted_at is None
-                    ]
-                )
-            if len(parts) == 6:
-                found = world.realtime.get((account_id, call_id, parts[5]))
-                if found is None or found.deleted_at is not None:
-                    return voice_error(404, "validation", f"Transcription [{parts[5]}] not found")
-                if method == "GET":
-                    return JSONResponse(found.body())
-                if method == "DELETE":
-                    world.delete_realtime(found)
-                    return Response(status_code=200)
-                return voice_error(405, "validation", "Method not allowed")
-        return voice_error(404, "validation", "Resource not found")
+                if target is not None and recording.live:
+                    body = transcription_available_event(recording, config.bandwidth_base_url)
+                    if callback.get("tag"):
+                        body["tag"] = callback["tag"]
+                    await _send_bandwidth(client, target, body)
+                    delivered["transcription_available"] += 1
+            for transcript in list(world.transcripts.values()):
+                if transcript.notified or transcript.finished_at > now or not transcript.live:
+                    continue
+                transcript.notified = True
+                if transcript.fails:
+                    continue
+                service = world.services.get(transcript.service_sid)
+                url = (service.webhook_url if service else None) or config.twilio_intake_url
+                if url:
+                    method = (service.webhook_http_method if service else None) or "POST"
+                    await _send_twilio(
+                        client,
+                        url,
+                        method,
+                        config.twilio_webhook_format,
+                        transcript_available_params(transcript),
+                    )
+                    delivered["twilio_transcript_available"] += 1
+        return delivered
 
-    def _url(t: RealtimeTranscription) -> str:
-        call = f"{config.public_base_url}/accounts/{t.account_id}/calls/{t.call_id}"
-        return f"{call}/transcriptions/{t.transcription_id}"
+    def _bandwidth_target(
+        url: str | None, username: str | None, password: str | None, method: str = "POST"
+    ) -> IntakeTarget | None:
+        if url:
+            return IntakeTarget(url, username, password, method)
+        if config.intake is not None:
+            return IntakeTarget(config.intake.url, config.intake.username, config.intake.password, method)
+        return None
 
-    # --- admin API ----------------------------------------------------------------------------------
+    async def _send_bandwidth(
+        client: httpx.AsyncClient, target: IntakeTarget, body: dict[str, Any], times: int | None = None
+    ) -> list[dict[str, Any]]:
+        results = []
+        for _ in range(times or (2 if config.duplicate_webhooks else 1)):
+            outcome = await deliver_bandwidth(client, target, body)
+            log.info("webhook %s -> %s: %s", body["eventType"], target.url, outcome)
+            results.append(outcome)
+        return results
+
+    async def _send_twilio(
+        client: httpx.AsyncClient, url: str, method: str, fmt: Any, params: dict[str, str]
+    ) -> dict[str, Any]:
+        outcome = await deliver_twilio(client, url, method, fmt, config.twilio_auth_token, params)
+        log.info("webhook twilio transcript_available -> %s: %s", url, outcome)
+        return outcome
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async def ticker() -> None:
+            while True:
+                await asyncio.sleep(config.tick_seconds)
+                try:
+                    await tick()
+                except Exception:
+                    log.exception("simulator tick failed")
+
+        task = asyncio.create_task(ticker())
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    # --- admin API -------------------------------------------------------------------------------
 
     def authorized(request: Request) -> bool:
         return hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {config.admin_token}")
-
-    async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw:
-            return {}
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("body must be a JSON object")
-        return data
-
-    AdminHandler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
 
     def admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
             if not authorized(request):
                 return JSONResponse({"error": "unauthorized"}, status_code=401)
             try:
-                return await handler(request, await body_of(request))
+                raw = await request.body()
+                body = json.loads(raw) if raw else {}
+                if not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object")
+                return await handler(request, body)
             except (ValueError, TypeError, KeyError) as exc:
                 return JSONResponse({"error": "bad_request", "message": str(exc)}, status_code=400)
 
         return wrapped
 
+    def deletion(resource: Deletable) -> dict[str, Any]:
+        return resource.deletion_state(world.clock.now())
+
     async def reset(_request: Request, body: dict[str, Any]) -> Response:
         world.reset(body.get("seed"))
-        fault_state.rules.clear()
+        fault_state.clear()
         return JSONResponse({"ok": True})
 
     async def create_realtime(_request: Request, body: dict[str, Any]) -> Response:
-        count = int(body.get("count", 1))
         account_id = str(body.get("account_id", config.account_id))
+        tracks = tuple(body.get("tracks", ("inbound", "outbound")))
         created = [
-            world.add_realtime_transcription(
-                account_id, body.get("call_id"), tuple(body.get("tracks", ("inbound", "outbound")))
-            )
-            for _ in range(count)
+            world.add_realtime_transcription(account_id, body.get("call_id"), tracks)
+            for _ in range(int(body.get("count", 1)))
         ]
         return JSONResponse(
             {"created": [{**t.body(), "startTime": t.start_time.isoformat()} for t in created]}
@@ -170,61 +226,190 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
 
     async def list_realtime(_request: Request, _body: dict[str, Any]) -> Response:
         return JSONResponse(
-            {
-                "transcriptions": [
-                    {
-                        **t.body(),
-                        "deleted_at": t.deleted_at.isoformat() if t.deleted_at else None,
-                        "purge_at": t.purge_at.isoformat() if t.purge_at else None,
-                        "purged": bool(t.purge_at and t.purge_at <= world.clock.now()),
-                    }
-                    for t in world.realtime.values()
-                ]
-            }
+            {"transcriptions": [{**t.body(), **deletion(t)} for t in world.realtime.values()]}
         )
 
     async def undelete_realtime(_request: Request, body: dict[str, Any]) -> Response:
-        """Make a deleted transcription served again (a provider whose deletion did not take)."""
+        """Serve a deleted transcription again (a provider whose deletion did not take)."""
         for t in world.realtime.values():
             if t.transcription_id == body["id"]:
                 t.deleted_at = t.purge_at = None
                 return JSONResponse({"ok": True})
         return JSONResponse({"error": "not_found"}, status_code=404)
 
+    def recording_summary(r: Recording) -> dict[str, Any]:
+        t = r.transcription
+        return {
+            **r.metadata(config.bandwidth_base_url),
+            "size": r.size,
+            "seed": r.seed,
+            "durationSeconds": r.duration,
+            **deletion(r),
+            "media_deleted_at": r.media_deleted_at.isoformat() if r.media_deleted_at else None,
+            "transcription_state": None
+            if t is None
+            else {"id": t.transcription_id, "status": t.status, **deletion(t)},
+        }
+
+    async def create_recordings(_request: Request, body: dict[str, Any]) -> Response:
+        start = parse_timestamp(body["start_time"]) if body.get("start_time") else None
+        spread = float(body.get("spread_seconds", 0))
+        created = []
+        for i in range(int(body.get("count", 1))):
+            created.append(
+                world.add_recording(
+                    str(body.get("account_id", config.account_id)),
+                    start_time=start + timedelta(seconds=spread * i) if start else None,
+                    duration=body.get("duration"),
+                    channels=body.get("channels"),
+                    file_format=body.get("file_format"),
+                    status=body.get("status", "complete"),
+                    call_id=body.get("call_id"),
+                    with_transcription=body.get("with_transcription"),
+                    clips=bool(body.get("clips", True)),
+                    legacy_transcription=bool(body.get("legacy_transcription")),
+                    to=body.get("to"),
+                    from_=body.get("from"),
+                )
+            )
+        return JSONResponse(
+            {"created": [recording_summary(r) for r in created[:1000]], "count": len(created)}
+        )
+
+    async def get_recording(request: Request, _body: dict[str, Any]) -> Response:
+        for r in world.recordings.values():
+            if r.recording_id == request.path_params["recording_id"]:
+                return JSONResponse(recording_summary(r))
+        return JSONResponse({"error": "not_found"}, status_code=404)
+
+    async def scenario(_request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse(populate(world, Scenario.from_dict(body, config.account_id)))
+
+    async def create_twilio_transcripts(_request: Request, body: dict[str, Any]) -> Response:
+        service_sid = body.get("service_sid")
+        if service_sid is None:
+            service = world.add_service(
+                f"admin-{len(world.services)}",
+                webhook_url=body.get("webhook_url"),
+                webhook_http_method=body.get("webhook_http_method"),
+            )
+            service_sid = service.sid
+        options = {
+            k: body[k]
+            for k in (
+                "sentences",
+                "operator_results",
+                "queued_seconds",
+                "processing_seconds",
+                "fails",
+                "customer_key",
+                "media_duration",
+            )
+            if k in body
+        }
+        channel = body.get("channel") or {"media_properties": {"source_sid": world.new_sid("RE")}}
+        created = [
+            world.add_transcript(service_sid, channel, **options) for _ in range(int(body.get("count", 1)))
+        ]
+        return JSONResponse(
+            {"service_sid": service_sid, "created": [twilio.transcript_json(t) for t in created]}
+        )
+
+    async def list_twilio_transcripts(_request: Request, _body: dict[str, Any]) -> Response:
+        return JSONResponse(
+            {
+                "transcripts": [
+                    {**twilio.transcript_json(t), **deletion(t)} for t in world.transcripts.values()
+                ]
+            }
+        )
+
     async def send_webhooks(_request: Request, body: dict[str, Any]) -> Response:
-        target = config.intake
-        if body.get("intake_url"):
-            target = IntakeTarget(body["intake_url"], body.get("username"), body.get("password"))
-        if target is None:
-            raise ValueError("no intake_url given and none configured")
         event = body.get("event", "available")
         wanted = set(body.get("ids") or [])
         times = 2 if body.get("duplicate") else 1
-        key = body.get("key", "realTimeTranscription")
-        results = []
+        results: list[dict[str, Any]] = []
         async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
+            if event == "twilio":
+                for t in list(world.transcripts.values()):
+                    if wanted and t.sid not in wanted:
+                        continue
+                    service = world.services.get(t.service_sid)
+                    url = (
+                        body.get("intake_url")
+                        or (service.webhook_url if service else None)
+                        or config.twilio_intake_url
+                    )
+                    if not url:
+                        raise ValueError("no intake_url given and no webhook URL configured")
+                    method = (
+                        body.get("method") or (service.webhook_http_method if service else None) or "POST"
+                    )
+                    fmt = body.get("format", config.twilio_webhook_format)
+                    for _ in range(times):
+                        outcome = await _send_twilio(client, url, method, fmt, transcript_available_params(t))
+                        results.append({"id": t.sid, **outcome})
+                return JSONResponse({"deliveries": results})
+            target = _bandwidth_target(
+                body.get("intake_url"), body.get("username"), body.get("password"), body.get("method", "POST")
+            )
+            if target is None:
+                raise ValueError("no intake_url given and none configured")
+            for payload, ident in _bandwidth_events(event, body, wanted):
+                for outcome in await _send_bandwidth(client, target, payload, times):
+                    results.append({"id": ident, **outcome})
+        return JSONResponse({"deliveries": results})
+
+    def _bandwidth_events(
+        event: str, body: dict[str, Any], wanted: set[str]
+    ) -> list[tuple[dict[str, Any], str]]:
+        base = config.bandwidth_base_url
+        if event in ("available", "rejected"):
+            out = []
             for t in list(world.realtime.values()):
                 if wanted and t.transcription_id not in wanted:
                     continue
                 if event == "rejected":
-                    payload = realtime_rejected_event(
-                        t,
-                        config.public_base_url,
-                        world.new_transcription_id("s"),
-                        body.get("cause", "duplicate"),
+                    rejected_id = world.new_id("s")
+                    out.append(
+                        (
+                            realtime_rejected_event(t, base, rejected_id, body.get("cause", "duplicate")),
+                            rejected_id,
+                        )
                     )
                 else:
-                    payload = realtime_available_event(t, config.public_base_url, key)
-                for _ in range(times):
-                    outcome = await deliver(client, target, payload)
-                    log.info("webhook %s -> %s: %s", payload["eventType"], target.url, outcome)
-                    results.append(
-                        {"id": payload.get(key, payload.get("transcription", {})).get("id"), **outcome}
+                    out.append(
+                        (
+                            realtime_available_event(t, base, body.get("key", "realTimeTranscription")),
+                            t.transcription_id,
+                        )
                     )
-        return JSONResponse({"deliveries": results})
+            return out
+        builders: dict[str, Callable[[Recording], dict[str, Any] | None]] = {
+            "recordComplete": lambda r: record_complete_event(r, base, "recordComplete"),
+            "recordingComplete": lambda r: record_complete_event(r, base, "recordingComplete"),
+            "recordingAvailable": lambda r: recording_available_event(r, base, body.get("status")),
+            "transcriptionAvailable": lambda r: (
+                transcription_available_event(r, base, body.get("shape", "docs"))
+                if r.transcription is not None
+                else None
+            ),
+        }
+        if event not in builders:
+            raise ValueError(f"unknown event {event!r}")
+        out = []
+        for r in list(world.recordings.values()):
+            if wanted and r.recording_id not in wanted:
+                continue
+            payload = builders[event](r)
+            if payload is not None:
+                if body.get("media_url"):
+                    payload["mediaUrl"] = body["media_url"]
+                out.append((payload, r.recording_id))
+        return out
 
     async def get_faults(_request: Request, _body: dict[str, Any]) -> Response:
-        return JSONResponse({"rules": fault_state.as_list()})
+        return JSONResponse(fault_state.as_dict())
 
     async def set_faults(_request: Request, body: dict[str, Any]) -> Response:
         rules = [FaultRule.from_dict(rule) for rule in body.get("rules", [])]
@@ -232,42 +417,84 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             fault_state.rules.extend(rules)
         else:
             fault_state.rules[:] = rules
-        return JSONResponse({"rules": fault_state.as_list()})
+        return JSONResponse(fault_state.as_dict())
+
+    async def set_rate_limits(_request: Request, body: dict[str, Any]) -> Response:
+        limits = {
+            key: TokenBucket(
+                float(v["rate"]), float(v.get("burst", v["rate"])), v.get("retry_after_format", "seconds")
+            )
+            for key, v in body.get("limits", {}).items()
+        }
+        if not body.get("append"):
+            fault_state.rate_limits.clear()
+        fault_state.rate_limits.update(limits)
+        return JSONResponse(fault_state.as_dict())
 
     async def get_clock(_request: Request, _body: dict[str, Any]) -> Response:
         return JSONResponse({"now": world.clock.now().isoformat(), "offset_seconds": world.clock.offset})
 
     async def advance_clock(_request: Request, body: dict[str, Any]) -> Response:
         world.clock.advance(float(body["seconds"]))
-        return JSONResponse({"now": world.clock.now().isoformat(), "offset_seconds": world.clock.offset})
+        delivered = await tick()
+        return JSONResponse(
+            {
+                "now": world.clock.now().isoformat(),
+                "offset_seconds": world.clock.offset,
+                "delivered": delivered,
+            }
+        )
+
+    async def run_tick(_request: Request, _body: dict[str, Any]) -> Response:
+        return JSONResponse({"delivered": await tick()})
 
     async def get_audit(request: Request, _body: dict[str, Any]) -> Response:
-        method = request.query_params.get("method")
-        contains = request.query_params.get("path_contains")
+        q = request.query_params
+        method, contains = q.get("method"), q.get("path_contains")
+        since = int(q.get("since_seq", "0"))
         entries = [
             e.as_dict()
             for e in world.audit
-            if (not method or e.method == method.upper()) and (not contains or contains in e.path)
+            if e.seq > since
+            and (not method or e.method == method.upper())
+            and (not contains or contains in e.path)
         ]
+        if q.get("count_only"):
+            by_status: dict[str, int] = {}
+            for e in entries:
+                by_status[str(e["status"])] = by_status.get(str(e["status"]), 0) + 1
+            return JSONResponse({"count": len(entries), "by_status": by_status})
         return JSONResponse({"count": len(entries), "entries": entries})
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    def audited_media(handler: Any) -> Any:
+        return media_guard(handler)
+
     return Starlette(
+        lifespan=lifespan,
         routes=[
             Route("/healthz", healthz),
             Route("/admin/reset", admin(reset), methods=["POST"]),
             Route("/admin/realtime-transcriptions", admin(create_realtime), methods=["POST"]),
             Route("/admin/realtime-transcriptions", admin(list_realtime), methods=["GET"]),
             Route("/admin/realtime-transcriptions/undelete", admin(undelete_realtime), methods=["POST"]),
+            Route("/admin/recordings", admin(create_recordings), methods=["POST"]),
+            Route("/admin/recordings/{recording_id}", admin(get_recording), methods=["GET"]),
+            Route("/admin/scenario", admin(scenario), methods=["POST"]),
+            Route("/admin/twilio/transcripts", admin(create_twilio_transcripts), methods=["POST"]),
+            Route("/admin/twilio/transcripts", admin(list_twilio_transcripts), methods=["GET"]),
             Route("/admin/webhooks", admin(send_webhooks), methods=["POST"]),
             Route("/admin/faults", admin(get_faults), methods=["GET"]),
             Route("/admin/faults", admin(set_faults), methods=["PUT", "POST"]),
+            Route("/admin/rate-limits", admin(set_rate_limits), methods=["PUT", "POST"]),
             Route("/admin/clock", admin(get_clock), methods=["GET"]),
             Route("/admin/clock/advance", admin(advance_clock), methods=["POST"]),
+            Route("/admin/tick", admin(run_tick), methods=["POST"]),
             Route("/admin/audit", admin(get_audit), methods=["GET"]),
-            Route(API_PREFIX + "/{path:path}", api, methods=methods),
-        ]
+            *twilio.media_routes(audited_media),
+            *twilio.routes(),
+            *bandwidth.routes(),
+        ],
     )

@@ -1,45 +1,47 @@
-"""The simulator's in-memory world: resources, a clock that can be advanced, an audit log."""
+"""The simulator's in-memory world: resources, a clock that can be advanced, an audit log.
+
+Deletion is deferred as at the providers: a deleted resource answers 404 at once but is kept
+"physically" until a purge time 24 to 48 h later on the simulator's clock (readable over admin).
+"""
 
 from __future__ import annotations
 
+import bisect
+import hashlib
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-WORDS = [
-    "hello",
-    "thanks",
-    "calling",
-    "about",
-    "order",
-    "account",
-    "appointment",
-    "tomorrow",
-    "morning",
-    "please",
-    "confirm",
-    "number",
-    "yes",
-    "no",
-    "maybe",
-    "transfer",
-    "billing",
-    "support",
-    "great",
-    "perfect",
-    "talk",
-    "soon",
-    "goodbye",
-    "question",
-    "answer",
-    "help",
-]
+from archiver.simulator.media import media_size
+
+WORDS = (
+    "hello thanks calling about order account appointment tomorrow morning please confirm number "
+    "yes no maybe transfer billing support great perfect talk soon goodbye question answer help card "
+    "address street payment refund delivery schedule monday friday email phone "
+).split()
+REDACTABLE = {"card", "address", "street", "email", "phone", "number"}
 
 
 def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def iso_seconds(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_duration(seconds: float) -> str:
+    """ISO-8601 duration as Bandwidth writes it: ``PT13.67S``, ``PT1H2M3.5S``."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = "PT"
+    if hours >= 1:
+        text += f"{int(hours)}H"
+    if minutes >= 1 or hours >= 1:
+        text += f"{int(minutes)}M"
+    return text + f"{round(secs, 3):g}S"
 
 
 class SimClock:
@@ -56,7 +58,30 @@ class SimClock:
 
 
 @dataclass
-class RealtimeTranscription:
+class Deletable:
+    deleted_at: datetime | None = field(default=None, kw_only=True)
+    purge_at: datetime | None = field(default=None, kw_only=True)
+
+    @property
+    def live(self) -> bool:
+        return self.deleted_at is None
+
+    def purged(self, now: datetime) -> bool:
+        return self.purge_at is not None and self.purge_at <= now
+
+    def deletion_state(self, now: datetime) -> dict[str, Any]:
+        return {
+            "deleted_at": self.deleted_at.isoformat() if self.deleted_at else None,
+            "purge_at": self.purge_at.isoformat() if self.purge_at else None,
+            "purged": self.purged(now),
+        }
+
+
+# --- Bandwidth --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RealtimeTranscription(Deletable):
     account_id: str
     call_id: str
     transcription_id: str
@@ -64,8 +89,6 @@ class RealtimeTranscription:
     start_time: datetime
     completed_time: datetime
     tracks: list[dict[str, Any]]
-    deleted_at: datetime | None = None
-    purge_at: datetime | None = None
 
     def body(self) -> dict[str, Any]:
         """``callTranscriptionResponse``."""
@@ -78,6 +101,152 @@ class RealtimeTranscription:
 
 
 @dataclass
+class RecordingTranscription(Deletable):
+    transcription_id: str
+    status: str  # none | processing | available | error | timeout | file-size-too-big | file-size-too-small
+    completed_time: datetime | None
+    transcripts: list[dict[str, Any]]
+    clips: list[dict[str, Any]] | None
+    legacy_shape: bool = False  # transcripts without ``speaker``, no clips (before 2026-06)
+    available_at: datetime | None = None  # when a requested transcription finishes
+    callback: dict[str, Any] | None = None  # where transcriptionAvailable goes
+    notified: bool = True
+
+    def body(self) -> dict[str, Any]:
+        """``recordingTranscriptions``."""
+        if self.legacy_shape:
+            return {"transcripts": [{k: v for k, v in t.items() if k != "speaker"} for t in self.transcripts]}
+        body: dict[str, Any] = {"transcripts": self.transcripts}
+        if self.clips is not None:
+            body["clips"] = self.clips
+        return body
+
+
+@dataclass
+class Recording(Deletable):
+    account_id: str
+    call_id: str
+    recording_id: str
+    application_id: str
+    from_: str
+    to: str
+    direction: str
+    start_time: datetime
+    duration: float
+    channels: int
+    file_format: str
+    status: str  # complete | partial | error | processing
+    seed: int
+    name: str | None = None
+    parent_call_id: str | None = None
+    transcription: RecordingTranscription | None = None
+    media_deleted_at: datetime | None = None
+    media_purge_at: datetime | None = None
+
+    @property
+    def end_time(self) -> datetime:
+        return self.start_time + timedelta(seconds=self.duration)
+
+    @property
+    def media_available(self) -> bool:
+        return self.live and self.media_deleted_at is None and self.status in ("complete", "partial")
+
+    @property
+    def size(self) -> int:
+        return media_size(self.duration, self.channels, self.file_format, self.seed)
+
+    def urls(self, base_url: str) -> tuple[str, str]:
+        root = f"{base_url}/accounts/{self.account_id}/calls/{self.call_id}/recordings/{self.recording_id}"
+        return f"{root}/media", f"{root}/transcription"
+
+    def metadata(self, base_url: str) -> dict[str, Any]:
+        """``callRecordingMetadata``."""
+        media_url, transcription_url = self.urls(base_url)
+        body: dict[str, Any] = {
+            "applicationId": self.application_id,
+            "accountId": self.account_id,
+            "callId": self.call_id,
+            "recordingId": self.recording_id,
+            "to": self.to,
+            "from": self.from_,
+            "duration": iso_duration(self.duration),
+            "direction": self.direction,
+            "channels": self.channels,
+            "startTime": iso(self.start_time),
+            "endTime": iso(self.end_time),
+            "fileFormat": self.file_format,
+            "status": self.status,
+            "mediaUrl": media_url if self.media_available else None,
+            "transcription": None,
+        }
+        if self.parent_call_id:
+            body["parentCallId"] = self.parent_call_id
+        if self.name:
+            body["recordingName"] = self.name
+        t = self.transcription
+        if t is not None and t.live:
+            body["transcription"] = {
+                "id": t.transcription_id,
+                "status": t.status,
+                "url": transcription_url,
+                **({"completedTime": iso(t.completed_time)} if t.completed_time else {}),
+            }
+        return body
+
+
+# --- Twilio -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TwilioService(Deletable):
+    sid: str
+    account_sid: str
+    unique_name: str
+    friendly_name: str | None
+    webhook_url: str | None
+    webhook_http_method: str | None
+    auto_transcribe: bool
+    auto_redaction: bool
+    media_redaction: bool
+    language_code: str
+    date_created: datetime
+    date_updated: datetime
+    version: int = 1
+
+
+@dataclass
+class TwilioTranscript(Deletable):
+    sid: str
+    account_sid: str
+    service_sid: str
+    created_at: datetime
+    channel: dict[str, Any]
+    customer_key: str | None
+    language_code: str
+    sentence_count: int
+    operator_result_count: int
+    queued_seconds: float
+    processing_seconds: float
+    fails: bool
+    media_seed: int
+    media_duration: float
+    redaction: bool
+    notified: bool = False
+
+    def status(self, now: datetime) -> str:
+        elapsed = (now - self.created_at).total_seconds()
+        if elapsed < self.queued_seconds:
+            return "queued"
+        if elapsed < self.queued_seconds + self.processing_seconds:
+            return "in-progress"
+        return "failed" if self.fails else "completed"
+
+    @property
+    def finished_at(self) -> datetime:
+        return self.created_at + timedelta(seconds=self.queued_seconds + self.processing_seconds)
+
+
+@dataclass
 class AuditEntry:
     seq: int
     time: str
@@ -87,6 +256,7 @@ class AuditEntry:
     query: str
     status: int
     bytes: int
+    note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -95,8 +265,15 @@ class AuditEntry:
 @dataclass
 class World:
     seed: int = 1
+    bandwidth_account_id: str = "9900000"
+    twilio_account_sid: str = "AC" + "0" * 32
     clock: SimClock = field(default_factory=SimClock)
     realtime: dict[tuple[str, str, str], RealtimeTranscription] = field(default_factory=dict)
+    recordings: dict[tuple[str, str, str], Recording] = field(default_factory=dict)
+    #: Per account: (start_time, recording_id, call_id) sorted, for the time-windowed list.
+    recording_index: dict[str, list[tuple[datetime, str, str]]] = field(default_factory=dict)
+    services: dict[str, TwilioService] = field(default_factory=dict)
+    transcripts: dict[str, TwilioTranscript] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     rng: random.Random = field(init=False)
 
@@ -107,11 +284,18 @@ class World:
         if seed is not None:
             self.seed = seed
         self.rng = random.Random(self.seed)
-        self.realtime.clear()
+        for collection in (
+            self.realtime,
+            self.recordings,
+            self.recording_index,
+            self.services,
+            self.transcripts,
+        ):
+            collection.clear()
         self.audit.clear()
         self.clock.offset = 0.0
 
-    # --- ids and content -----------------------------------------------------------------------------
+    # --- ids and content ---------------------------------------------------------------------------
 
     def _hex(self, n: int) -> str:
         return "".join(self.rng.choice("0123456789abcdef") for _ in range(n))
@@ -120,26 +304,29 @@ class World:
         """Bandwidth-shaped id: ``{prefix}-8hex-8hex-4-4-4-12``."""
         return prefix + "".join(f"-{self._hex(n)}" for n in (8, 8, 4, 4, 4, 12))
 
-    def new_call_id(self) -> str:
-        return self.new_id("c")
+    def new_sid(self, prefix: str) -> str:
+        """Twilio SID: two letters and 32 hex digits."""
+        return prefix + self._hex(32)
 
-    def new_transcription_id(self, prefix: str = "t") -> str:
-        return self.new_id(prefix)
-
-    def _sentence(self) -> str:
-        words = [self.rng.choice(WORDS) for _ in range(self.rng.randint(4, 14))]
+    def sentence(self, rng: random.Random | None = None) -> str:
+        rng = rng or self.rng
+        words = [rng.choice(WORDS) for _ in range(rng.randint(4, 14))]
         return " ".join(words).capitalize() + "."
+
+    def phone(self) -> str:
+        return "+1" + "".join(self.rng.choice("0123456789") for _ in range(10))
+
+    # --- Bandwidth real-time transcriptions -----------------------------------------------------
 
     def add_realtime_transcription(
         self, account_id: str, call_id: str | None = None, tracks: tuple[str, ...] = ("inbound", "outbound")
     ) -> RealtimeTranscription:
-        call_id = call_id or self.new_call_id()
-        transcription_id = self.new_transcription_id()
+        call_id = call_id or self.new_id("c")
         started = self.clock.now() - timedelta(seconds=self.rng.randint(30, 600))
         transcription = RealtimeTranscription(
             account_id=account_id,
             call_id=call_id,
-            transcription_id=transcription_id,
+            transcription_id=self.new_id("t"),
             name=f"live_transcription_{len(self.realtime)}",
             start_time=started,
             completed_time=started + timedelta(seconds=self.rng.randint(10, 300)),
@@ -147,31 +334,213 @@ class World:
                 {
                     "detectedLanguage": self.rng.choice(["en-US", "en-US", "es-US", "fr-FR"]),
                     "track": track,
-                    "transcript": " ".join(self._sentence() for _ in range(self.rng.randint(1, 5))),
+                    "transcript": " ".join(self.sentence() for _ in range(self.rng.randint(1, 5))),
                     "confidence": round(self.rng.uniform(0.6, 0.99), 2),
                 }
                 for track in tracks
             ],
         )
-        self.realtime[(account_id, call_id, transcription_id)] = transcription
+        self.realtime[(account_id, call_id, transcription.transcription_id)] = transcription
         return transcription
 
-    def delete_realtime(self, transcription: RealtimeTranscription) -> None:
-        """Deferred deletion: gone from the API now, purged 24 to 48 h later on the simulator's clock."""
-        now = self.clock.now()
-        transcription.deleted_at = now
-        transcription.purge_at = now + timedelta(hours=self.rng.uniform(24, 48))
+    # --- Bandwidth recordings -------------------------------------------------------------------------
 
-    def record(self, method: str, path: str, query: str, status: int, size: int) -> None:
-        self.audit.append(
-            AuditEntry(
-                seq=len(self.audit) + 1,
-                time=iso(datetime.now(UTC)),
-                monotonic=time.monotonic(),
-                method=method,
-                path=path,
-                query=query,
-                status=status,
-                bytes=size,
+    def add_recording(
+        self,
+        account_id: str,
+        *,
+        start_time: datetime | None = None,
+        duration: float | None = None,
+        channels: int | None = None,
+        file_format: str | None = None,
+        status: str = "complete",
+        call_id: str | None = None,
+        with_transcription: bool | None = None,
+        clips: bool = True,
+        legacy_transcription: bool = False,
+        to: str | None = None,
+        from_: str | None = None,
+    ) -> Recording:
+        rng = self.rng
+        if duration is None:
+            duration = round(
+                rng.choice([rng.uniform(0.3, 5), rng.uniform(5, 600), rng.uniform(600, 3600)]), 3
             )
+        channels = channels or rng.choice([1, 2])
+        recording = Recording(
+            account_id=account_id,
+            call_id=call_id or self.new_id("c"),
+            recording_id=self.new_id("r"),
+            application_id="04e88489-df02-4e34-a0ee-27a91849555f",
+            from_=from_ or self.phone(),
+            to=to or self.phone(),
+            direction=rng.choice(["inbound", "outbound"]),
+            start_time=start_time
+            or (self.clock.now() - timedelta(seconds=duration + rng.randint(60, 86400))),
+            duration=duration,
+            channels=channels,
+            file_format=file_format or rng.choice(["wav", "wav", "mp3"]),
+            status=status,
+            seed=rng.randrange(2**31),
+            name=f"recording-{len(self.recordings)}",
         )
+        if with_transcription is None:
+            with_transcription = status in ("complete", "partial") and 0.5 < duration < 4 * 3600
+        if with_transcription:
+            recording.transcription = self.make_recording_transcription(
+                recording, clips, legacy_transcription
+            )
+        self.recordings[(account_id, recording.call_id, recording.recording_id)] = recording
+        bisect.insort(
+            self.recording_index.setdefault(account_id, []),
+            (recording.start_time, recording.recording_id, recording.call_id),
+        )
+        return recording
+
+    def make_recording_transcription(
+        self, recording: Recording, clips: bool = True, legacy: bool = False, status: str = "available"
+    ) -> RecordingTranscription:
+        rng = random.Random(recording.seed)
+        transcripts, clip_list = [], []
+        position = 0.0
+        for speaker in range(recording.channels):
+            transcripts.append(
+                {
+                    "speaker": speaker,
+                    "text": " ".join(self.sentence(rng) for _ in range(2)),
+                    "confidence": round(rng.uniform(0.7, 0.99), 2),
+                }
+            )
+        for index in range(rng.randint(1, 6)):
+            length = rng.uniform(0.5, 4)
+            clip_list.append(
+                {
+                    "speaker": index % recording.channels,
+                    "text": self.sentence(rng),
+                    "confidence": round(rng.uniform(0.7, 0.99), 2),
+                    "startTimeSeconds": round(position, 2),
+                    "endTimeSeconds": round(position + length, 2),
+                }
+            )
+            position += length + 0.3
+        return RecordingTranscription(
+            transcription_id=self.new_id("t"),
+            status=status,
+            completed_time=recording.end_time + timedelta(seconds=30) if status == "available" else None,
+            transcripts=transcripts,
+            clips=clip_list if clips else None,
+            legacy_shape=legacy,
+        )
+
+    def list_recordings(
+        self,
+        account_id: str,
+        min_start: datetime | None,
+        max_start: datetime | None,
+        to: str | None,
+        from_: str | None,
+        cap: int = 1000,
+    ) -> list[Recording]:
+        """``minStartTime`` inclusive, ``maxStartTime`` exclusive, capped, ordered by start time."""
+        index = self.recording_index.get(account_id, [])
+        lo = bisect.bisect_left(index, (min_start,)) if min_start else 0
+        hi = bisect.bisect_left(index, (max_start,)) if max_start else len(index)
+        found: list[Recording] = []
+        for _start, recording_id, call_id in index[lo:hi]:
+            recording = self.recordings[(account_id, call_id, recording_id)]
+            if not recording.live or (to and recording.to != to) or (from_ and recording.from_ != from_):
+                continue
+            found.append(recording)
+            if len(found) >= cap:
+                break
+        return found
+
+    def purge_time(self) -> datetime:
+        return self.clock.now() + timedelta(hours=self.rng.uniform(24, 48))
+
+    def delete(self, resource: Deletable) -> None:
+        resource.deleted_at = self.clock.now()
+        resource.purge_at = self.purge_time()
+
+    # --- Twilio -------------------------------------------------------------------------------------
+
+    def add_service(self, unique_name: str, **fields: Any) -> TwilioService:
+        now = self.clock.now()
+        service = TwilioService(
+            sid=self.new_sid("GA"),
+            account_sid=self.twilio_account_sid,
+            unique_name=unique_name,
+            friendly_name=fields.get("friendly_name"),
+            webhook_url=fields.get("webhook_url"),
+            webhook_http_method=fields.get("webhook_http_method")
+            or ("POST" if fields.get("webhook_url") else None),
+            auto_transcribe=bool(fields.get("auto_transcribe", False)),
+            auto_redaction=bool(fields.get("auto_redaction", False)),
+            media_redaction=bool(fields.get("media_redaction", False)),
+            language_code=fields.get("language_code") or "en-US",
+            date_created=now,
+            date_updated=now,
+        )
+        self.services[service.sid] = service
+        return service
+
+    def add_transcript(self, service_sid: str, channel: dict[str, Any], **fields: Any) -> TwilioTranscript:
+        rng = self.rng
+        service = self.services.get(service_sid)
+        transcript = TwilioTranscript(
+            sid=self.new_sid("GT"),
+            account_sid=self.twilio_account_sid,
+            service_sid=service_sid,
+            created_at=fields.get("created_at") or self.clock.now(),
+            channel=channel,
+            customer_key=fields.get("customer_key"),
+            language_code=service.language_code if service else "en-US",
+            sentence_count=int(fields.get("sentences", rng.randint(5, 60))),
+            operator_result_count=int(fields.get("operator_results", rng.randint(0, 3))),
+            queued_seconds=float(fields.get("queued_seconds", 1.0)),
+            processing_seconds=float(fields.get("processing_seconds", 2.0)),
+            fails=bool(fields.get("fails", False)),
+            media_seed=rng.randrange(2**31),
+            media_duration=float(fields.get("media_duration", round(rng.uniform(5, 300), 2))),
+            redaction=bool(service.auto_redaction) if service else False,
+        )
+        self.transcripts[transcript.sid] = transcript
+        return transcript
+
+    def sentence_at(self, transcript: TwilioTranscript, index: int, redacted: bool) -> dict[str, Any]:
+        """Sentence ``index`` of a transcript, generated on demand (12,000 cost no memory)."""
+        digest = hashlib.sha256(f"{transcript.sid}:{index}".encode()).digest()
+        rng = random.Random(digest)
+        words = [rng.choice(WORDS) for _ in range(rng.randint(3, 12))]
+        if redacted:
+            words = ["[REDACTED]" if w in REDACTABLE else w for w in words]
+        start = index * 3.0 + rng.uniform(0, 0.5)
+        return {
+            "media_channel": index % 2 + 1,
+            "sentence_index": index,
+            "start_time": f"{start:.2f}",
+            "end_time": f"{start + 2.5:.2f}",
+            "transcript": " ".join(words).capitalize() + ".",
+            "sid": "GX" + hashlib.md5(digest, usedforsecurity=False).hexdigest(),
+            "confidence": f"{rng.uniform(0.7, 0.99):.2f}",
+            "words": [{"word": w, "start_time": None, "end_time": None} for w in words],
+        }
+
+    # --- audit ----------------------------------------------------------------------------------------
+
+    def record(
+        self, method: str, path: str, query: str, status: int, size: int, note: str = ""
+    ) -> AuditEntry:
+        entry = AuditEntry(
+            seq=len(self.audit) + 1,
+            time=iso(datetime.now(UTC)),
+            monotonic=time.monotonic(),
+            method=method,
+            path=path,
+            query=query,
+            status=status,
+            bytes=size,
+            note=note,
+        )
+        self.audit.append(entry)
+        return entry

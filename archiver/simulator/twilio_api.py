@@ -1,0 +1,476 @@
+"""Twilio Conversational Intelligence v2 (``/v2``): Services, Transcripts, Sentences, Media,
+OperatorResults. Basic auth with the account SID and auth token, form-encoded requests, JSON
+responses, lists paged by ``meta.next_page_url`` (CONTRACTS.md §2)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from archiver.simulator.guard import ApiGuard
+from archiver.simulator.media import CONTENT_TYPES, iter_media, media_size
+from archiver.simulator.state import TwilioService, TwilioTranscript, World, iso_seconds
+from archiver.timestamps import parse_timestamp
+
+ERRORS = {
+    400: (20001, "Invalid parameter"),
+    401: (20003, "Authenticate"),
+    404: (20404, "The requested resource was not found"),
+    405: (20004, "Method not allowed"),
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+OPERATOR_TYPES = [
+    "conversation-classify",
+    "utterance-classify",
+    "extract",
+    "extract-normalize",
+    "text-generation",
+]
+
+
+def twilio_error(status: int, message: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    code, default = ERRORS.get(status, (20000 + status, "Error"))
+    body = {
+        "code": code,
+        "message": message or default,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+        "status": status,
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _page_token(key: Sequence[Any]) -> str:
+    return "PA" + base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+
+
+def _read_token(token: str) -> list[Any] | None:
+    if not token.startswith("PA"):
+        return None
+    raw = token[2:]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    return value if isinstance(value, list) else None
+
+
+class BadParameter(Exception):
+    pass
+
+
+class TwilioApi:
+    def __init__(
+        self,
+        world: World,
+        guard_factory: Callable[..., ApiGuard],
+        account_sid: str,
+        auth_token: str,
+        base_url: str,
+        media_base_url: str,
+    ) -> None:
+        self.world = world
+        self.account_sid = account_sid
+        self.base_url = base_url.rstrip("/")
+        self.media_base_url = media_base_url.rstrip("/")
+        self._basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self._media_key = hashlib.sha256(f"media:{auth_token}".encode()).digest()
+        self.guard = guard_factory("twilio", self._authenticate, self._error)
+
+    def _authenticate(self, request: Request) -> str | None:
+        ok = hmac.compare_digest(request.headers.get("authorization", ""), self._basic)
+        return self.account_sid if ok else None
+
+    @staticmethod
+    def _error(status: int, _reason: str, headers: dict[str, str] | None) -> Response:
+        return twilio_error(status, None, headers)
+
+    # --- helpers ----------------------------------------------------------------------------------
+
+    @staticmethod
+    async def _form(request: Request) -> dict[str, str]:
+        body = (await request.body()).decode("utf-8", "replace")
+        return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+    @staticmethod
+    def _page_size(request: Request, maximum: int) -> int:
+        raw = request.query_params.get("PageSize", "50")
+        if not raw.isdigit() or not (1 <= int(raw) <= maximum):
+            raise BadParameter(f"PageSize must be between 1 and {maximum}")
+        return int(raw)
+
+    def _meta(
+        self, request: Request, key: str, size: int, page: int, next_key: Sequence[Any] | None
+    ) -> dict[str, Any]:
+        path = request.url.path
+        params = {k: v for k, v in request.query_params.items() if k not in ("PageToken", "Page", "PageSize")}
+        url = f"{self.base_url}{path}?" + urlencode({**params, "PageSize": size, "Page": page})
+        first = f"{self.base_url}{path}?" + urlencode({**params, "PageSize": size, "Page": 0})
+        next_url = None
+        if next_key is not None:
+            next_url = f"{self.base_url}{path}?" + urlencode(
+                {**params, "PageSize": size, "Page": page + 1, "PageToken": _page_token(next_key)}
+            )
+        return {
+            "first_page_url": first,
+            "key": key,
+            "next_page_url": next_url,
+            "page": page,
+            "page_size": size,
+            "previous_page_url": None if page == 0 else first,
+            "url": url,
+        }
+
+    def _transcript(self, sid: str) -> TwilioTranscript | None:
+        transcript = self.world.transcripts.get(sid)
+        return transcript if transcript is not None and transcript.live else None
+
+    def transcript_json(self, t: TwilioTranscript) -> dict[str, Any]:
+        now = self.world.clock.now()
+        status = t.status(now)
+        url = f"{self.base_url}/v2/Transcripts/{t.sid}"
+        return {
+            "account_sid": t.account_sid,
+            "service_sid": t.service_sid,
+            "sid": t.sid,
+            "date_created": iso_seconds(t.created_at),
+            "date_updated": iso_seconds(min(now, t.finished_at)),
+            "status": status,
+            "channel": t.channel,
+            "data_logging": False,
+            "language_code": t.language_code,
+            "customer_key": t.customer_key,
+            "media_start_time": None,
+            "duration": int(t.media_duration) if status == "completed" else 0,
+            "url": url,
+            "redaction": t.redaction,
+            "encryption_credential_sid": None,
+            "links": {
+                "sentences": f"{url}/Sentences",
+                "encrypted_sentences": f"{url}/Sentences/Encrypted",
+                "media": f"{url}/Media",
+                "operator_results": f"{url}/OperatorResults",
+                "encrypted_operator_results": f"{url}/OperatorResults/Encrypted",
+            },
+        }
+
+    def service_json(self, s: TwilioService) -> dict[str, Any]:
+        return {
+            "account_sid": s.account_sid,
+            "auto_redaction": s.auto_redaction,
+            "media_redaction": s.media_redaction,
+            "auto_transcribe": s.auto_transcribe,
+            "data_logging": False,
+            "date_created": iso_seconds(s.date_created),
+            "date_updated": iso_seconds(s.date_updated),
+            "friendly_name": s.friendly_name,
+            "language_code": s.language_code,
+            "sid": s.sid,
+            "unique_name": s.unique_name,
+            "url": f"{self.base_url}/v2/Services/{s.sid}",
+            "webhook_url": s.webhook_url,
+            "webhook_http_method": s.webhook_http_method,
+            "read_only_attached_operator_sids": [],
+            "version": s.version,
+            "encryption_credential_sid": None,
+        }
+
+    def operator_result(self, t: TwilioTranscript, index: int) -> dict[str, Any]:
+        rng = random.Random(f"{t.sid}:op:{index}")
+        sid = "LY" + hashlib.md5(f"{t.sid}:{index}".encode(), usedforsecurity=False).hexdigest()
+        kind = OPERATOR_TYPES[index % len(OPERATOR_TYPES)]
+        return {
+            "operator_type": kind,
+            "name": f"{kind}-operator",
+            "operator_sid": sid,
+            "extract_match": kind.startswith("extract"),
+            "match_probability": round(rng.random(), 2),
+            "normalized_result": None,
+            "utterance_results": [],
+            "utterance_match": False,
+            "predicted_label": rng.choice(["positive", "neutral", "negative"]),
+            "predicted_probability": round(rng.random(), 2),
+            "label_probabilities": {},
+            "extract_results": {},
+            "text_generation_results": {"summary": self.world.sentence(rng)},
+            "json_results": {},
+            "transcript_sid": t.sid,
+            "url": f"{self.base_url}/v2/Transcripts/{t.sid}/OperatorResults/{sid}",
+        }
+
+    def media_token(self, sid: str) -> str:
+        return hmac.new(self._media_key, sid.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def media_url(self, t: TwilioTranscript) -> str:
+        return f"{self.media_base_url}/media/twilio/{t.sid}.wav?Token={self.media_token(t.sid)}"
+
+    # --- Services ---------------------------------------------------------------------------------
+
+    async def services(self, request: Request) -> Response:
+        if request.method == "POST":
+            form = await self._form(request)
+            if not form.get("UniqueName"):
+                return twilio_error(400, "Missing required parameter UniqueName in the post body")
+            method = form.get("WebhookHttpMethod")
+            if method is not None and method.upper() not in ("GET", "POST", "NULL"):
+                return twilio_error(400, "WebhookHttpMethod must be GET, POST or NULL")
+            service = self.world.add_service(
+                form["UniqueName"],
+                friendly_name=form.get("FriendlyName"),
+                webhook_url=form.get("WebhookUrl"),
+                webhook_http_method=method.upper() if method and method.upper() != "NULL" else None,
+                auto_transcribe=form.get("AutoTranscribe", "").lower() == "true",
+                auto_redaction=form.get("AutoRedaction", "").lower() == "true",
+                media_redaction=form.get("MediaRedaction", "").lower() == "true",
+                language_code=form.get("LanguageCode"),
+            )
+            return JSONResponse(self.service_json(service), status_code=201)
+        size = self._page_size(request, 1000)
+        items = sorted((s for s in self.world.services.values() if s.live), key=lambda s: s.sid)
+        return self._paged(request, "services", items, size, lambda s: [s.sid], self.service_json)
+
+    async def service(self, request: Request) -> Response:
+        service = self.world.services.get(request.path_params["sid"])
+        if service is None or not service.live:
+            return twilio_error(404, f"The requested resource {request.url.path} was not found")
+        if request.method == "DELETE":
+            self.world.delete(service)
+            return Response(status_code=204)
+        if request.method == "POST":
+            form = await self._form(request)
+            if "WebhookUrl" in form:
+                service.webhook_url = form["WebhookUrl"] or None
+            if "WebhookHttpMethod" in form:
+                method = form["WebhookHttpMethod"].upper()
+                if method not in ("GET", "POST", "NULL"):
+                    return twilio_error(400, "WebhookHttpMethod must be GET, POST or NULL")
+                service.webhook_http_method = None if method == "NULL" else method
+            if "FriendlyName" in form:
+                service.friendly_name = form["FriendlyName"]
+            for field, name in (("auto_redaction", "AutoRedaction"), ("auto_transcribe", "AutoTranscribe")):
+                if name in form:
+                    setattr(service, field, form[name].lower() == "true")
+            service.version += 1
+            service.date_updated = self.world.clock.now()
+        return JSONResponse(self.service_json(service))
+
+    # --- Transcripts ------------------------------------------------------------------------------
+
+    async def transcripts(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._create_transcript(request)
+        size = self._page_size(request, 1000)
+        q = request.query_params
+        now = self.world.clock.now()
+        bounds = {}
+        for name in ("AfterDateCreated", "BeforeDateCreated", "AfterStartTime", "BeforeStartTime"):
+            if name in q:
+                bounds[name] = parse_timestamp(q[name])
+                if bounds[name] is None:
+                    raise BadParameter(f"{name} is not a valid date-time")
+
+        def wanted(t: TwilioTranscript) -> bool:
+            if not t.live:
+                return False
+            if q.get("ServiceSid") and t.service_sid != q["ServiceSid"]:
+                return False
+            if q.get("Status") and t.status(now) != q["Status"]:
+                return False
+            if q.get("LanguageCode") and t.language_code != q["LanguageCode"]:
+                return False
+            if (
+                q.get("SourceSid")
+                and t.channel.get("media_properties", {}).get("source_sid") != q["SourceSid"]
+            ):
+                return False
+            for name, bound in bounds.items():
+                assert bound is not None
+                if name.startswith("After") and t.created_at < bound:
+                    return False
+                if name.startswith("Before") and t.created_at >= bound:
+                    return False
+            return True
+
+        items = sorted(
+            filter(wanted, self.world.transcripts.values()), key=lambda t: (-t.created_at.timestamp(), t.sid)
+        )
+        return self._paged(
+            request,
+            "transcripts",
+            items,
+            size,
+            lambda t: [-t.created_at.timestamp(), t.sid],
+            self.transcript_json,
+        )
+
+    async def _create_transcript(self, request: Request) -> Response:
+        form = await self._form(request)
+        service = self.world.services.get(form.get("ServiceSid", ""))
+        if service is None or not service.live:
+            return twilio_error(400, "ServiceSid must name an existing Service")
+        try:
+            channel = json.loads(form.get("Channel", ""))
+        except ValueError:
+            return twilio_error(400, "Channel must be a JSON object")
+        props = channel.get("media_properties") if isinstance(channel, dict) else None
+        if not isinstance(props, dict) or not (props.get("media_url") or props.get("source_sid")):
+            return twilio_error(400, "Channel.media_properties needs media_url or source_sid")
+        key = form.get("CustomerKey")
+        if key is not None and len(key) > 64:
+            return twilio_error(400, "CustomerKey is longer than 64 characters")
+        transcript = self.world.add_transcript(service.sid, channel, customer_key=key)
+        return JSONResponse(self.transcript_json(transcript), status_code=202)
+
+    async def transcript(self, request: Request) -> Response:
+        transcript = self._transcript(request.path_params["sid"])
+        if transcript is None:
+            return twilio_error(404, f"The requested resource {request.url.path} was not found")
+        if request.method == "DELETE":
+            self.world.delete(transcript)
+            return Response(status_code=204)
+        return JSONResponse(self.transcript_json(transcript))
+
+    def _completed(self, request: Request) -> TwilioTranscript | Response:
+        transcript = self._transcript(request.path_params["sid"])
+        if transcript is None or transcript.status(self.world.clock.now()) != "completed":
+            return twilio_error(404, f"The requested resource {request.url.path} was not found")
+        return transcript
+
+    def _redacted(self, request: Request, transcript: TwilioTranscript) -> bool:
+        raw = request.query_params.get("Redacted")
+        return transcript.redaction if raw is None else raw.lower() == "true"
+
+    async def sentences(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        size = self._page_size(request, 5000)
+        token = request.query_params.get("PageToken")
+        start = 0
+        if token:
+            key = _read_token(token)
+            if not key or not isinstance(key[0], int):
+                raise BadParameter("PageToken is invalid")
+            start = key[0]
+        redacted = self._redacted(request, transcript)
+        stop = min(transcript.sentence_count, start + size)
+        rows = [self.world.sentence_at(transcript, i, redacted) for i in range(start, stop)]
+        page = int(request.query_params.get("Page", "0") or 0)
+        meta = self._meta(
+            request, "sentences", size, page, [stop] if stop < transcript.sentence_count else None
+        )
+        return JSONResponse({"sentences": rows, "meta": meta})
+
+    async def media(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        return JSONResponse(
+            {
+                "account_sid": transcript.account_sid,
+                "media_url": self.media_url(transcript),
+                "service_sid": transcript.service_sid,
+                "sid": transcript.sid,
+                "url": f"{self.base_url}/v2/Transcripts/{transcript.sid}/Media",
+            }
+        )
+
+    async def operator_results(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        size = self._page_size(request, 1000)
+        items = list(range(transcript.operator_result_count))
+        return self._paged(
+            request,
+            "operator_results",
+            items,
+            size,
+            lambda i: [i],
+            lambda i: self.operator_result(transcript, i),
+        )
+
+    async def operator_result_one(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        for i in range(transcript.operator_result_count):
+            result = self.operator_result(transcript, i)
+            if result["operator_sid"] == request.path_params["operator_sid"]:
+                return JSONResponse(result)
+        return twilio_error(404, f"The requested resource {request.url.path} was not found")
+
+    def _paged(
+        self,
+        request: Request,
+        key: str,
+        items: Sequence[Any],
+        size: int,
+        sort_key: Callable[[Any], list[Any]],
+        render: Callable[[Any], dict[str, Any]],
+    ) -> Response:
+        token = request.query_params.get("PageToken")
+        start = 0
+        if token:
+            after = _read_token(token)
+            if after is None:
+                raise BadParameter("PageToken is invalid")
+            start = next((i for i, item in enumerate(items) if sort_key(item) > after), len(items))
+        chunk = items[start : start + size]
+        more = start + size < len(items)
+        page = int(request.query_params.get("Page", "0") or 0)
+        meta = self._meta(request, key, size, page, sort_key(chunk[-1]) if more and chunk else None)
+        return JSONResponse({key: [render(item) for item in chunk], "meta": meta})
+
+    # --- media download (a separate, pre-signed URL, as Twilio's media_url) ----------------------
+
+    async def media_download(self, request: Request) -> Response:
+        sid = request.path_params["sid"]
+        transcript = self.world.transcripts.get(sid)
+        token = request.query_params.get("Token", "")
+        if transcript is None or not transcript.live or not hmac.compare_digest(token, self.media_token(sid)):
+            return twilio_error(404, "Media not found")
+        size = media_size(transcript.media_duration, 1, "wav", transcript.media_seed)
+        return StreamingResponse(
+            iter_media(transcript.media_duration, 1, "wav", transcript.media_seed),
+            media_type=CONTENT_TYPES["wav"],
+            headers={"Content-Length": str(size)},
+        )
+
+    def routes(self) -> list[Route]:
+        def g(handler: Callable[[Request], Any]) -> Any:
+            async def with_bad_parameters(request: Request) -> Response:
+                try:
+                    response: Response = await handler(request)
+                except BadParameter as exc:
+                    return twilio_error(400, str(exc))
+                return response
+
+            return self.guard(with_bad_parameters)
+
+        tr = "/v2/Transcripts/{sid}"
+        return [
+            Route("/v2/Services", g(self.services), methods=["GET", "POST"]),
+            Route("/v2/Services/{sid}", g(self.service), methods=["GET", "POST", "DELETE"]),
+            Route("/v2/Transcripts", g(self.transcripts), methods=["GET", "POST"]),
+            Route(tr, g(self.transcript), methods=["GET", "DELETE"]),
+            Route(tr + "/Sentences", g(self.sentences), methods=["GET"]),
+            Route(tr + "/Media", g(self.media), methods=["GET"]),
+            Route(tr + "/OperatorResults", g(self.operator_results), methods=["GET"]),
+            Route(tr + "/OperatorResults/{operator_sid}", g(self.operator_result_one), methods=["GET"]),
+        ]
+
+    def media_routes(self, audited: Callable[[Any], Any]) -> list[Route]:
+        return [Route("/media/twilio/{sid}.wav", audited(self.media_download), methods=["GET"])]
