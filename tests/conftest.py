@@ -215,3 +215,61 @@ def wait_until_quiet(database: Database, clock_offset: float, timeout: float = 2
     deadline = time.monotonic() + timeout
     while busy() and time.monotonic() < deadline:
         time.sleep(0.2)
+
+
+# --- a standalone simulator, for the simulator's own tests ------------------------------------------
+
+SIM_TWILIO_SID = "AC" + "ab" * 16
+SIM_TWILIO_TOKEN = "twilio-SECRET-93c1aa"
+
+
+class SimulatorUnderTest:
+    """A simulator process, its admin API, Bandwidth and Twilio API clients, and a webhook receiver."""
+
+    def __init__(self, url: str, admin: httpx.Client, receiver: Any) -> None:
+        self.url = url
+        self.admin = Simulator(admin)
+        self.receiver = receiver
+        self.bandwidth = httpx.Client(base_url=f"{url}/api/v2", auth=("sim-user", "sim-pass-x"), timeout=30)
+        self.twilio = httpx.Client(base_url=url, auth=(SIM_TWILIO_SID, SIM_TWILIO_TOKEN), timeout=30)
+        self.account = "9900000"
+
+    def close(self) -> None:
+        self.bandwidth.close()
+        self.twilio.close()
+
+
+@pytest.fixture(scope="session")
+def standalone_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorUnderTest]:
+    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+    from tests.receiver import start_receiver
+
+    receiver = start_receiver()
+    port = free_port()
+    process = ManagedProcess(
+        "simulator",
+        [bin_path("archiver"), "simulator", "--port", str(port), "--username", "sim-user",
+         "--intake-url", f"{receiver.url}/bandwidth", "--intake-username", "hook-user",
+         "--twilio-account-sid", SIM_TWILIO_SID, "--twilio-intake-url", f"{receiver.url}/twilio"],
+        env={"SIMULATOR_PASSWORD": "sim-pass-x", "SIMULATOR_ADMIN_TOKEN": "admin-x",
+             "SIMULATOR_INTAKE_PASSWORD": "hook-pass", "SIMULATOR_TWILIO_AUTH_TOKEN": SIM_TWILIO_TOKEN},
+        log_path=tmp_path_factory.mktemp("sim") / "simulator.log",
+    ).start()  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")
+        admin = httpx.Client(base_url=url, headers={"Authorization": "Bearer admin-x"}, timeout=120)
+        sim = SimulatorUnderTest(url, admin, receiver)
+        yield sim
+        sim.close()
+        admin.close()
+    finally:
+        process.stop()
+        receiver.stop()
+
+
+@pytest.fixture
+def sim(standalone_simulator: SimulatorUnderTest) -> SimulatorUnderTest:
+    standalone_simulator.admin.reset()
+    standalone_simulator.receiver.clear()
+    return standalone_simulator

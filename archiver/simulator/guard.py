@@ -43,6 +43,7 @@ class ApiGuard:
         async def guarded(request: Request) -> Response:
             method, path = request.method, request.url.path
             response, rule = await self._respond(request, handler)
+            self._rate_limit_headers(request, response)
             if rule is not None and rule.breaks_body:
                 response = await _break_body(response, rule)
             entry = self.world.record(
@@ -58,6 +59,17 @@ class ApiGuard:
             return response
 
         return guarded
+
+    def _rate_limit_headers(self, request: Request, response: Response) -> None:
+        """Twilio declares X-Rate-Limit-* on every operation; sent when the account has a budget."""
+        if self.provider != "twilio":
+            return
+        account = self.authenticate(request)
+        bucket = self.faults.rate_limits.get(f"{self.provider}:{account}") if account else None
+        if bucket is not None:
+            response.headers["X-Rate-Limit-Limit"] = str(int(bucket.burst))
+            response.headers["X-Rate-Limit-Remaining"] = str(max(0, int(bucket.tokens)))
+            response.headers["X-Rate-Limit-Config"] = f"{bucket.rate:g}/s"
 
     async def _respond(self, request: Request, handler: Handler) -> tuple[Response, FaultRule | None]:
         account = self.authenticate(request)

@@ -181,7 +181,7 @@ class TwilioApi:
             "unique_name": s.unique_name,
             "url": f"{self.base_url}/v2/Services/{s.sid}",
             "webhook_url": s.webhook_url,
-            "webhook_http_method": s.webhook_http_method,
+            "webhook_http_method": s.webhook_http_method or "NULL",
             "read_only_attached_operator_sids": [],
             "version": s.version,
             "encryption_credential_sid": None,

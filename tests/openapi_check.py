@@ -1,0 +1,60 @@
+"""Validating real simulator responses against the providers' OpenAPI specs with openapi-core.
+
+The specs live in ``../shared/specs`` beside the repository (``ARCHIVER_SPECS_DIR`` overrides it).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from pathlib import Path
+
+import httpx
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+SPECS_DIR = Path(
+    os.environ.get("ARCHIVER_SPECS_DIR", Path(__file__).resolve().parents[2] / "shared" / "specs")
+)
+BANDWIDTH_HOST = "https://voice.bandwidth.com"
+TWILIO_HOST = "https://intelligence.twilio.com"
+
+
+@cache
+def spec(name: str) -> OpenAPI:
+    path = SPECS_DIR / name
+    if not path.exists():
+        raise AssertionError(
+            f"provider spec {path} not found: set ARCHIVER_SPECS_DIR to the folder of the specs"
+        )
+    return OpenAPI.from_file_path(str(path))
+
+
+def _content_type(headers: httpx.Headers) -> str:
+    return headers.get("content-type", "application/json").split(";")[0].strip()
+
+
+def validate(response: httpx.Response) -> None:
+    """Raise unless ``response`` (and its request) matches the provider's spec."""
+    request = response.request
+    path = request.url.path
+    if path.startswith("/api/v2/"):
+        api, host = spec("bandwidth-voice.yml"), BANDWIDTH_HOST
+    else:
+        api, host = spec("twilio-intelligence-v2.json"), TWILIO_HOST
+    mock_request = MockRequest(
+        host,
+        request.method.lower(),
+        path,
+        args=dict(request.url.params),
+        headers=dict(request.headers),
+        data=request.content or None,
+        content_type=_content_type(request.headers),
+    )
+    mock_response = MockResponse(
+        response.content,
+        status_code=response.status_code,
+        headers=dict(response.headers),
+        content_type=_content_type(response.headers),
+    )
+    api.validate_response(mock_request, mock_response)
