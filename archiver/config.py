@@ -26,7 +26,9 @@ def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
 
 
-DeletionPolicy = Literal["delete", "archive_only"]
+#: delete: the whole artifact at the provider (a recording: metadata, media and transcription);
+#: delete_media: only a recording's media (other artifacts are kept); archive_only: nothing.
+DeletionPolicy = Literal["delete", "delete_media", "archive_only"]
 
 
 class Settings(BaseSettings):
@@ -59,8 +61,28 @@ class Settings(BaseSettings):
     intake_password: SecretStr | None = None
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
 
+    #: The URL at which providers reach the intake (callback URLs we give them; signature checks).
+    public_base_url: str | None = None
+
     # --- pipeline behaviour ------------------------------------------------------------------------
     deletion_policy: DeletionPolicy = "delete"
+    #: Ask Bandwidth to transcribe recordings that have no transcription (500 ms < duration < 4 h).
+    request_transcriptions: bool = False
+    #: How long to wait for a transcription's callback before reading the recording's metadata.
+    transcription_wait_seconds: float = Field(default=3600, gt=0)
+    #: A transcription still processing after this long dead-letters the item (an operator decides);
+    #: the recording is never deleted while its transcription may still come.
+    transcription_max_wait_seconds: float = Field(default=24 * 3600, gt=0)
+    #: After recordComplete, how long to wait for recordingAvailable before reading the metadata.
+    recording_available_wait_seconds: float = Field(default=900, gt=0)
+    #: Bandwidth keeps recordings this long; items not archived within the margin are at risk.
+    retention_days: float = Field(default=30, gt=0)
+    retention_margin_days: float = Field(default=7, ge=0)
+    #: Where media is spooled while it is hashed (default: the system's temporary directory).
+    spool_dir: str | None = None
+    #: S3 multipart part size and parallel parts for media uploads (memory: about their product).
+    s3_multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    s3_max_concurrency: int = Field(default=4, ge=1, le=32)
     #: Provider purge window after an accepted DELETE; the purge is confirmed after it.
     purge_delay_seconds: float = Field(default=48 * 3600, ge=0)
     #: How long a task holds an item before another worker may take it over.
@@ -86,7 +108,7 @@ class Settings(BaseSettings):
     #: to the wall clock. Never set in production.
     clock_offset_file: str | None = None
 
-    @field_validator("bandwidth_base_url", "s3_endpoint_url")
+    @field_validator("bandwidth_base_url", "s3_endpoint_url", "public_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class StoredObject:
     key: str
     size: int
     sha256_hex: str
-    s3_checksum: str  # "sha256:<base64>", as S3 reports it
+    s3_checksum: str  # "sha256:<base64>" or "crc32:<base64>" (full object), as S3 reports it
 
 
 def object_key(prefix: str, *segments: str) -> str:
@@ -108,18 +109,50 @@ class ObjectStore:
         )
         return StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
 
+    def put_file(
+        self,
+        key: str,
+        path: str,
+        *,
+        size: int,
+        sha256_hex: str,
+        crc32_b64: str,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        chunk_bytes: int = 8 * 1024 * 1024,
+        max_concurrency: int = 4,
+    ) -> StoredObject:
+        """Upload a spooled file with a full-object CRC32 that S3 checks (multipart above one chunk)."""
+        config = TransferConfig(
+            multipart_threshold=chunk_bytes, multipart_chunksize=chunk_bytes, max_concurrency=max_concurrency
+        )
+        self.client.upload_file(
+            path,
+            self.bucket,
+            key,
+            ExtraArgs={
+                "ContentType": content_type,
+                "ChecksumCRC32": crc32_b64,
+                "Metadata": {"sha256": sha256_hex, **(metadata or {})},
+            },
+            Config=config,
+        )
+        return StoredObject(self.bucket, key, size, sha256_hex, f"crc32:{crc32_b64}")
+
     def verify(self, stored: StoredObject) -> None:
         """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``."""
         head: Any = self.client.head_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
         length = head.get("ContentLength")
         if length != stored.size:
             raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: length {length} != {stored.size}")
-        reported = head.get("ChecksumSHA256")
-        expected = stored.s3_checksum.removeprefix("sha256:")
+        algorithm, _, expected = stored.s3_checksum.partition(":")
+        reported = head.get({"sha256": "ChecksumSHA256", "crc32": "ChecksumCRC32"}.get(algorithm, "?"))
         if reported != expected:
             raise VerificationFailed(
                 f"s3://{stored.bucket}/{stored.key}: checksum {reported!r} != {expected!r}"
             )
+        if head.get("Metadata", {}).get("sha256") not in (None, stored.sha256_hex):
+            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: sha256 metadata differs")
         if stored.size <= FULL_READBACK_MAX_BYTES:
             body = self.client.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
             actual = hashlib.sha256(body).hexdigest()

@@ -132,7 +132,7 @@ def test_oversized_bodies_are_413_declared_or_streamed(intake, db):
 
 def test_unknown_paths_and_methods_are_json_errors(intake):
     client, _ = intake
-    assert_json_error(client.get("/webhooks/bandwidth", auth=AUTH), 405, "method_not_allowed")
+    assert_json_error(client.put("/webhooks/bandwidth", auth=AUTH), 405, "method_not_allowed")
     assert_json_error(client.post("/nope", auth=AUTH), 404, "not_found")
 
 

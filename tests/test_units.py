@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from archiver.db.models import ItemState
+from archiver.pipeline.events import Action
 from archiver.ids import InvalidId, validate
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
 from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, RetryPolicy
@@ -129,7 +129,7 @@ REJECTED = {
 def test_rejected_event_parses_to_a_rejected_item_with_its_cause():
     event = parse_bandwidth_event(json.dumps(REJECTED).encode())
     assert event.item is not None
-    assert event.item.state is ItemState.REJECTED
+    assert event.item.action is Action.REJECT
     assert event.item.provider_id == "s-95ac90b3-a2b4fd9b-579c-4cc7-898e-3d257c7a042b"
     assert (
         event.item.outcome == "rejected: duplicate: A real-time transcription with the name x already exists"
@@ -140,7 +140,7 @@ def test_failed_available_event_is_recorded_without_a_fetch():
     body = {**REJECTED, "eventType": "realTimeTranscriptionAvailable"}
     body["realTimeTranscription"] = {"id": "t-1", "status": "failed"}
     event = parse_bandwidth_event(json.dumps(body).encode())
-    assert event.item is not None and event.item.state is ItemState.REJECTED
+    assert event.item is not None and event.item.action is Action.REJECT
     assert "failed" in (event.item.outcome or "")
 
 

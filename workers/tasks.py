@@ -73,6 +73,10 @@ class ArchiveTask(StepTask):
     step = Step.ARCHIVE
 
 
+class ArchiveTranscriptionTask(StepTask):
+    step = Step.ARCHIVE_TRANSCRIPTION
+
+
 class RequestDeletionTask(StepTask):
     step = Step.REQUEST_DELETION
 
@@ -84,6 +88,12 @@ class ConfirmPurgeTask(StepTask):
 @app.task(name=TASK_NAMES[Step.ARCHIVE], base=ArchiveTask, bind=True)
 def archive_item(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Fetch the artifact, store it in S3, verify the copy, commit."""
+    return self.run_item_step(item_id)
+
+
+@app.task(name=TASK_NAMES[Step.ARCHIVE_TRANSCRIPTION], base=ArchiveTranscriptionTask, bind=True)
+def archive_transcription(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
+    """Archive a recording's transcription that arrived after its media (or settle its absence)."""
     return self.run_item_step(item_id)
 
 

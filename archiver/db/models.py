@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Float,
     ForeignKey,
     Index,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 
 from archiver.db.types import UTCDateTime
 
@@ -48,12 +50,24 @@ class Provider(enum.StrEnum):
 
 class ArtifactKind(enum.StrEnum):
     REALTIME_TRANSCRIPTION = "realtime_transcription"
+    RECORDING = "recording"
+
+
+class TranscriptionState(enum.StrEnum):
+    """A recording's transcription, which must be settled before the recording may be deleted."""
+
+    NONE = "none"  # none exists and none was requested
+    EXPECTED = "expected"  # processing (or requested): wait for transcriptionAvailable
+    AVAILABLE = "available"  # announced: archive it
+    ARCHIVED = "archived"
+    UNAVAILABLE = "unavailable"  # the provider reported a failure status; see transcription_outcome
 
 
 class ItemState(enum.StrEnum):
     """Where an item is. Each active state names the next step; the item's ``due_at`` says when."""
 
     PENDING = "pending"  # next: archive (fetch, store, verify, commit)
+    AWAITING_TRANSCRIPTION = "awaiting_transcription"  # media archived; next: archive the transcription
     ARCHIVED = "archived"  # next: request deletion (unless the policy keeps it at the provider)
     DELETION_REQUESTED = "deletion_requested"  # next: confirm the purge after purge_due_at
     PURGED = "purged"  # done
@@ -61,7 +75,12 @@ class ItemState(enum.StrEnum):
     DEAD = "dead"  # dead-lettered: needs an operator; ``failed_state`` says where it stopped
 
 
-ACTIVE_STATES = (ItemState.PENDING, ItemState.ARCHIVED, ItemState.DELETION_REQUESTED)
+ACTIVE_STATES = (
+    ItemState.PENDING,
+    ItemState.AWAITING_TRANSCRIPTION,
+    ItemState.ARCHIVED,
+    ItemState.DELETION_REQUESTED,
+)
 
 
 class WebhookEvent(Base):
@@ -118,6 +137,13 @@ class ArchiveItem(Base):
     deletion_requests: Mapped[int] = mapped_column(Integer, default=0)
     purge_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: What was deleted at the provider: "recording", "media" or "transcription".
+    deletion_scope: Mapped[str | None] = mapped_column(String(32))
+
+    partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    transcription_state: Mapped[str | None] = mapped_column(String(32))
+    transcription_outcome: Mapped[str | None] = mapped_column(Text)
+    transcription_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def ref(self) -> str:
@@ -136,6 +162,25 @@ class ItemHistory(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
+class ArchivedObject(Base):
+    """One verified object in S3 belonging to an item (a recording has metadata, media and
+    transcription). The deletion step re-verifies every one of them."""
+
+    __tablename__ = "archived_objects"
+    __table_args__ = (UniqueConstraint("item_id", "role", name="uq_archived_objects_item_role"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("archive_items.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    s3_bucket: Mapped[str] = mapped_column(String(255))
+    s3_key: Mapped[str] = mapped_column(String(1024))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    s3_checksum: Mapped[str] = mapped_column(String(128))
+    content_type: Mapped[str | None] = mapped_column(String(128))
+    stored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class TranscriptSegment(Base):
     __tablename__ = "transcript_segments"
     __table_args__ = (UniqueConstraint("item_id", "position", name="uq_transcript_segments_item_position"),)
@@ -143,6 +188,8 @@ class TranscriptSegment(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("archive_items.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(Integer)
+    #: "track" (a real-time track), "transcript" (a recording channel's whole text) or "clip".
+    kind: Mapped[str] = mapped_column(String(16), default="track", server_default="track")
     track: Mapped[str | None] = mapped_column(String(32))
     speaker: Mapped[int | None] = mapped_column(Integer)
     language: Mapped[str | None] = mapped_column(String(16))

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
+from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.events import AcceptedEvent, record_event
 
@@ -109,6 +109,9 @@ def create_app(ctx: PipelineContext) -> Starlette:
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
     async def bandwidth_webhook(request: Request) -> Response:
+        if request.method == "GET":
+            query = dict(request.query_params)
+            return await accept(request, lambda _raw: parse_bandwidth_query(query))
         return await accept(request, parse_bandwidth_event)
 
     def _database_ok() -> bool:
@@ -132,7 +135,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhooks/bandwidth", bandwidth_webhook, methods=["POST"]),
+            Route("/webhooks/bandwidth", bandwidth_webhook, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},

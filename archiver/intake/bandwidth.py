@@ -1,19 +1,22 @@
 """Parsing Bandwidth Voice callbacks into :class:`AcceptedEvent` (CONTRACTS.md §1.6).
 
-Accepts both keys of the nested real-time transcription object (``realTimeTranscription`` and
-``transcription``), zone-less or odd timestamps, and ``stabilized`` as a string. Every id is validated
-before anything is stored; a URL in the body is never used.
+Callbacks arrive as POST JSON or as GET with the fields as query parameters. Accepted: both keys of
+the nested real-time transcription object (``realTimeTranscription`` and ``transcription``), both
+shapes of ``transcriptionAvailable.transcription``, ``recordComplete`` and ``recordingComplete``,
+zone-less or odd timestamps. Every id is validated before anything is stored; a URL in the body
+(``mediaUrl``, ``transcription.url``) is never used: URLs are built from the configured base URL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
-from archiver.db.models import ArtifactKind, ItemState, Provider
+from archiver.db.models import ArtifactKind, Provider
 from archiver.ids import InvalidId, validate
-from archiver.pipeline.events import AcceptedEvent, AnnouncedItem
+from archiver.pipeline.events import AcceptedEvent, Action, AnnouncedItem
 from archiver.timestamps import parse_timestamp
 
 
@@ -27,15 +30,13 @@ class EventRejected(Exception):
         self.message = message
 
 
-HANDLED = {"realTimeTranscriptionAvailable", "realTimeTranscriptionRejected"}
-#: Bandwidth events we recognise: acknowledged and kept in the event log, no archive item (yet).
+REALTIME = {"realTimeTranscriptionAvailable", "realTimeTranscriptionRejected"}
+RECORDING = {"recordComplete", "recordingComplete", "recordingAvailable", "transcriptionAvailable"}
+HANDLED = REALTIME | RECORDING
+#: Bandwidth events we recognise: acknowledged and kept in the event log, no archive item.
 ACKNOWLEDGED = {
     "realTimeTranscriptionStarted",
     "realTimeTranscriptionStopped",
-    "recordComplete",
-    "recordingComplete",
-    "recordingAvailable",
-    "transcriptionAvailable",
     "initiate",
     "answer",
     "disconnect",
@@ -56,15 +57,7 @@ def _dedupe_key(*parts: str) -> str:
     return "bandwidth:" + hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
-def _nested_transcription(body: dict[str, Any]) -> dict[str, Any]:
-    for key in ("realTimeTranscription", "transcription"):
-        value = body.get(key)
-        if isinstance(value, dict):
-            return value
-    raise EventRejected(422, "missing_field", "missing 'realTimeTranscription' (or 'transcription') object")
-
-
-def _required_id(kind: str, container: dict[str, Any], field: str) -> str:
+def _required_id(kind: str, container: Mapping[str, Any], field: str) -> str:
     if field not in container or container[field] in (None, ""):
         raise EventRejected(422, "missing_field", f"missing '{field}'")
     try:
@@ -74,6 +67,7 @@ def _required_id(kind: str, container: dict[str, Any], field: str) -> str:
 
 
 def parse_bandwidth_event(raw: bytes) -> AcceptedEvent:
+    """A POSTed callback: a JSON object."""
     try:
         text = raw.decode("utf-8")
         body = json.loads(text)
@@ -81,57 +75,107 @@ def parse_bandwidth_event(raw: bytes) -> AcceptedEvent:
         raise EventRejected(400, "malformed_json", "body is not valid UTF-8 JSON") from None
     if not isinstance(body, dict):
         raise EventRejected(400, "malformed_json", "body is not a JSON object")
+    return parse_bandwidth_fields(body, text)
+
+
+def parse_bandwidth_query(params: Mapping[str, str]) -> AcceptedEvent:
+    """A GET callback: the fields as query parameters (nested objects as JSON text)."""
+    body: dict[str, Any] = {}
+    for name, value in params.items():
+        if value[:1] in ("{", "[") and value[-1:] in ("}", "]"):
+            try:
+                body[name] = json.loads(value)
+                continue
+            except ValueError:
+                pass
+        body[name] = int(value) if name == "channels" and value.isdigit() else value
+    return parse_bandwidth_fields(body, json.dumps(body, sort_keys=True))
+
+
+def parse_bandwidth_fields(body: dict[str, Any], text: str) -> AcceptedEvent:
     event_type = body.get("eventType")
     if not isinstance(event_type, str) or not event_type:
         raise EventRejected(422, "missing_field", "missing 'eventType'")
     if event_type not in HANDLED and event_type not in ACKNOWLEDGED:
         raise EventRejected(422, "unknown_event_type", f"unknown eventType {event_type[:64]!r}")
     account_id = _required_id("bandwidth_account", body, "accountId")
+    body_hash = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if event_type in ACKNOWLEDGED:
         return AcceptedEvent(
-            provider=Provider.BANDWIDTH,
-            event_type=event_type,
-            dedupe_key=_dedupe_key(event_type, hashlib.sha256(raw).hexdigest()),
-            account_id=account_id,
-            payload=text,
-            item=None,
+            Provider.BANDWIDTH, event_type, _dedupe_key(event_type, body_hash), account_id, text, None
         )
     call_id = _required_id("bandwidth_call", body, "callId")
-    nested = _nested_transcription(body)
+    item = (
+        _realtime_item(body, event_type, account_id, call_id)
+        if event_type in REALTIME
+        else (_recording_item(body, event_type, account_id, call_id))
+    )
+    event_time = body.get("eventTime")
+    if not isinstance(event_time, str):
+        event_time = body_hash
+    key = _dedupe_key(event_type, account_id, call_id, item.provider_id, event_time)
+    return AcceptedEvent(Provider.BANDWIDTH, event_type, key, account_id, text, item)
+
+
+def _realtime_item(body: dict[str, Any], event_type: str, account_id: str, call_id: str) -> AnnouncedItem:
+    nested = next(
+        (body[k] for k in ("realTimeTranscription", "transcription") if isinstance(body.get(k), dict)), None
+    )
+    if nested is None:
+        raise EventRejected(
+            422, "missing_field", "missing 'realTimeTranscription' (or 'transcription') object"
+        )
     transcription_id = _required_id("bandwidth_transcription", nested, "id")
-    started = parse_timestamp(nested.get("startTime")) or parse_timestamp(body.get("startTime"))
-    completed = parse_timestamp(nested.get("completedTime"))
+    action, outcome = Action.ARCHIVE, None
     if event_type == "realTimeTranscriptionRejected":
         cause = body.get("cause") if isinstance(body.get("cause"), str) else "unknown"
         message = body.get("errorMessage") if isinstance(body.get("errorMessage"), str) else ""
-        state, outcome = ItemState.REJECTED, f"rejected: {cause}" + (f": {message}" if message else "")
-    else:
-        status = nested.get("status", "available")
-        if status in ("available", None):
-            state, outcome = ItemState.PENDING, None
-        else:
-            state, outcome = (
-                ItemState.REJECTED,
-                f"transcription status {str(status)[:64]!r}: nothing to fetch",
-            )
-    event_time = body.get("eventTime")
-    if not isinstance(event_time, str):
-        event_time = hashlib.sha256(raw).hexdigest()
-    return AcceptedEvent(
+        action, outcome = Action.REJECT, f"rejected: {cause}" + (f": {message}" if message else "")
+    elif nested.get("status", "available") not in ("available", None):
+        action, outcome = (
+            Action.REJECT,
+            f"transcription status {str(nested.get('status'))[:64]!r}: nothing to fetch",
+        )
+    return AnnouncedItem(
         provider=Provider.BANDWIDTH,
-        event_type=event_type,
-        dedupe_key=_dedupe_key(event_type, account_id, call_id, transcription_id, event_time),
         account_id=account_id,
-        payload=text,
-        item=AnnouncedItem(
-            provider=Provider.BANDWIDTH,
-            account_id=account_id,
-            kind=ArtifactKind.REALTIME_TRANSCRIPTION,
-            provider_id=transcription_id,
-            call_id=call_id,
-            state=state,
-            outcome=outcome,
-            provider_started_at=started,
-            provider_completed_at=completed,
-        ),
+        kind=ArtifactKind.REALTIME_TRANSCRIPTION,
+        provider_id=transcription_id,
+        call_id=call_id,
+        action=action,
+        outcome=outcome,
+        provider_started_at=parse_timestamp(nested.get("startTime"))
+        or parse_timestamp(body.get("startTime")),
+        provider_completed_at=parse_timestamp(nested.get("completedTime")),
+    )
+
+
+def _recording_item(body: dict[str, Any], event_type: str, account_id: str, call_id: str) -> AnnouncedItem:
+    recording_id = _required_id("bandwidth_recording", body, "recordingId")
+    action, outcome, partial = Action.ARCHIVE, None, False
+    if event_type in ("recordComplete", "recordingComplete"):
+        action = Action.ARCHIVE_LATER  # the media is not downloadable until recordingAvailable
+    elif event_type == "recordingAvailable":
+        status = str(body.get("status") or "complete").lower()
+        if status == "error":
+            action, outcome = Action.REJECT, "recordingAvailable status 'error': no media to fetch"
+        partial = status == "partial"
+    else:  # transcriptionAvailable: the docs' {id, url, status, …} or the spec's {speaker, text, confidence}
+        nested = body.get("transcription")
+        transcription: dict[str, Any] = nested if isinstance(nested, dict) else {}
+        status = str(transcription.get("status") or "available").lower()
+        action = Action.TRANSCRIPTION
+        if status not in ("available", "completed", "complete"):
+            outcome = f"transcription status {status[:64]!r}"
+    return AnnouncedItem(
+        provider=Provider.BANDWIDTH,
+        account_id=account_id,
+        kind=ArtifactKind.RECORDING,
+        provider_id=recording_id,
+        call_id=call_id,
+        action=action,
+        outcome=outcome,
+        provider_started_at=parse_timestamp(body.get("startTime")),
+        provider_completed_at=parse_timestamp(body.get("endTime")),
+        partial=partial,
     )

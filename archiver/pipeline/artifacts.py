@@ -1,25 +1,36 @@
 """What the generic steps need to know about each kind of artifact.
 
-An :class:`ArtifactHandler` fetches an artifact and stores a verified copy, deletes it at the
-provider, and says whether the provider still serves it. Each kind registers one handler.
+An :class:`ArtifactHandler` archives an artifact (fetch, store, verify: an :class:`ArchiveResult`),
+finishes a recording's pending transcription, deletes at the provider within a scope, and says
+whether the provider still serves what was deleted. Each kind registers one handler.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from archiver.db.models import ArtifactKind, ItemState
+from archiver.pipeline.retry import NotReady
 from archiver.providers.bandwidth import DeleteOutcome
 from archiver.storage import StoredObject
+
+__all__ = ["ArchiveResult", "ArtifactHandler", "NotReady", "NothingToArchive", "Segment", "StoredPart"]
 
 if TYPE_CHECKING:
     from archiver.db.models import ArchiveItem
     from archiver.pipeline.context import PipelineContext
 
 
+class NothingToArchive(Exception):
+    """The provider reports there is nothing to fetch (a recording in error): record the outcome."""
+
+
 @dataclass(frozen=True)
 class Segment:
     text: str
+    kind: str = "track"
     track: str | None = None
     speaker: int | None = None
     language: str | None = None
@@ -29,21 +40,48 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class ArchivedCopy:
-    """A verified copy in S3 and the text to store in the database."""
-
+class StoredPart:
+    role: str  # "metadata", "media", "transcription"
     stored: StoredObject
     content_type: str
-    segments: list[Segment] = field(default_factory=list)
+
+
+@dataclass
+class ArchiveResult:
+    """Verified objects in S3 and what to record about them."""
+
+    parts: list[StoredPart]
+    next_state: ItemState = ItemState.ARCHIVED
+    segments: list[Segment] | None = None  # None: keep the segments already stored
+    partial: bool | None = None
+    transcription_state: str | None = None
+    transcription_outcome: str | None = None
+    transcription_deadline: datetime | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class ArtifactHandler(Protocol):
-    def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchivedCopy:
-        """Fetch, store, and verify; raise on any failure (nothing is recorded then)."""
+    def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
+        """Fetch, store and verify; raise on any failure (nothing is recorded then)."""
 
-    def delete(self, ctx: PipelineContext, item: ArchiveItem) -> DeleteOutcome: ...
+    def archive_transcription(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
+        """Settle a transcription the archive step left expected."""
 
-    def exists(self, ctx: PipelineContext, item: ArchiveItem) -> bool: ...
+    def delete(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> DeleteOutcome: ...
+
+    def exists(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> bool: ...
+
+    def required_roles(self, item: ArchiveItem) -> set[str]:
+        """The objects that must be archived and verified before anything is deleted."""
+
+
+def deletion_scope(kind: str, policy: str) -> str | None:
+    """What the deletion policy deletes at the provider for this kind of artifact (None: nothing)."""
+    if policy == "archive_only":
+        return None
+    if kind == ArtifactKind.RECORDING:
+        return "recording" if policy == "delete" else "media"
+    return "transcription" if policy == "delete" else None
 
 
 _HANDLERS: dict[str, ArtifactHandler] = {}
@@ -55,7 +93,7 @@ def register(kind: str, handler: ArtifactHandler) -> None:
 
 def handler_for(kind: str) -> ArtifactHandler:
     # Import the handler modules so that they register themselves.
-    from archiver.pipeline import realtime_transcriptions  # noqa: F401
+    from archiver.pipeline import realtime_transcriptions, recordings  # noqa: F401
 
     try:
         return _HANDLERS[kind]

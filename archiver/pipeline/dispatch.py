@@ -12,6 +12,7 @@ from archiver.db.session import UnitOfWork
 
 class Step(StrEnum):
     ARCHIVE = "archive"
+    ARCHIVE_TRANSCRIPTION = "archive_transcription"
     REQUEST_DELETION = "request_deletion"
     CONFIRM_PURGE = "confirm_purge"
 
@@ -19,6 +20,7 @@ class Step(StrEnum):
 #: Task names read as what they do (they are what Flower shows).
 TASK_NAMES: dict[Step, str] = {
     Step.ARCHIVE: "archiver.archive_item",
+    Step.ARCHIVE_TRANSCRIPTION: "archiver.archive_transcription",
     Step.REQUEST_DELETION: "archiver.request_deletion",
     Step.CONFIRM_PURGE: "archiver.confirm_purge",
 }
@@ -31,6 +33,7 @@ ALL_QUEUES = (QUEUE_LIVE, QUEUE_DELETIONS, QUEUE_MAINTENANCE)
 
 QUEUES: dict[Step, str] = {
     Step.ARCHIVE: QUEUE_LIVE,
+    Step.ARCHIVE_TRANSCRIPTION: QUEUE_LIVE,
     Step.REQUEST_DELETION: QUEUE_DELETIONS,
     Step.CONFIRM_PURGE: QUEUE_DELETIONS,
 }
@@ -38,6 +41,7 @@ QUEUES: dict[Step, str] = {
 #: The state an item must be in for each step to act on it.
 STEP_STATE: dict[Step, ItemState] = {
     Step.ARCHIVE: ItemState.PENDING,
+    Step.ARCHIVE_TRANSCRIPTION: ItemState.AWAITING_TRANSCRIPTION,
     Step.REQUEST_DELETION: ItemState.ARCHIVED,
     Step.CONFIRM_PURGE: ItemState.DELETION_REQUESTED,
 }

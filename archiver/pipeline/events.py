@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import select
 
-from archiver.db.models import ArchiveItem, ItemHistory, ItemState, WebhookEvent
+from archiver.db.models import ArchiveItem, ItemHistory, ItemState, TranscriptionState, WebhookEvent
 from archiver.db.session import UnitOfWork
 from archiver.db.upsert import insert_ignore
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import Step, schedule_now
+from archiver.pipeline.leases import transition
 
 log = logging.getLogger(__name__)
+
+
+class Action(StrEnum):
+    """What an event asks of its item."""
+
+    ARCHIVE = "archive"  # create (or wake) the item and archive it now
+    ARCHIVE_LATER = "archive_later"  # create it, due later (recordComplete: media not downloadable yet)
+    REJECT = "reject"  # nothing to fetch (a rejected or failed transcription, a recording in error)
+    TRANSCRIPTION = "transcription"  # a recording's transcription ended (available or not)
 
 
 @dataclass(frozen=True)
@@ -31,11 +41,11 @@ class AnnouncedItem:
     kind: str
     provider_id: str
     call_id: str | None
-    #: ``pending`` to archive it; ``rejected`` when the provider says there is nothing to fetch.
-    state: ItemState
+    action: Action
     outcome: str | None = None
     provider_started_at: datetime | None = None
     provider_completed_at: datetime | None = None
+    partial: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,8 @@ def _get_or_create_item(
     uow: UnitOfWork, ctx: PipelineContext, announced: AnnouncedItem, now: datetime
 ) -> ArchiveItem:
     session = uow.session
+    rejected = announced.action is Action.REJECT
+    later = announced.action is Action.ARCHIVE_LATER
     new_id = insert_ignore(
         session,
         ArchiveItem.__table__,  # type: ignore[arg-type]
@@ -95,7 +107,11 @@ def _get_or_create_item(
             "kind": announced.kind,
             "provider_id": announced.provider_id,
             "call_id": announced.call_id,
-            "state": announced.state.value,
+            "state": (ItemState.REJECTED if rejected else ItemState.PENDING).value,
+            "due_at": now + timedelta(seconds=ctx.settings.recording_available_wait_seconds)
+            if later
+            else None,
+            "partial": announced.partial,
             "attempts": 0,
             "deletion_requests": 0,
             "outcome": announced.outcome,
@@ -115,12 +131,41 @@ def _get_or_create_item(
         )
     ).one()
     if new_id is not None:
-        session.add(
-            ItemHistory(
-                item_id=item.id, at=now, from_state=None, to_state=item.state, detail=announced.outcome
-            )
+        history = ItemHistory(
+            item_id=item.id, at=now, from_state=None, to_state=item.state, detail=announced.outcome
         )
-        if announced.state is ItemState.PENDING:
+        session.add(history)
+        if item.state == ItemState.PENDING and not later:
             schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now)
         log.info("%s: new item (%s)", item.ref, item.state)
+        return item
+    _apply_to_existing(uow, ctx, item, announced, now)
     return item
+
+
+def _apply_to_existing(
+    uow: UnitOfWork, ctx: PipelineContext, item: ArchiveItem, announced: AnnouncedItem, now: datetime
+) -> None:
+    """A later event about a known artifact: wake it, reject it, or settle its transcription."""
+    session = uow.session
+    session.refresh(item, with_for_update=True)
+    if announced.partial and not item.partial:
+        item.partial = True
+    if item.lease_owner is not None and item.lease_expires_at is not None and item.lease_expires_at > now:
+        # A worker is at it now; it reads the provider's current state itself.
+        return
+    if announced.action is Action.ARCHIVE and item.state == ItemState.PENDING:
+        schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now)
+    elif announced.action is Action.REJECT and item.state == ItemState.PENDING:
+        item.outcome = announced.outcome
+        item.due_at = item.enqueued_at = None
+        transition(session, item, ItemState.REJECTED, now, announced.outcome)
+    elif announced.action is Action.TRANSCRIPTION:
+        if announced.outcome:
+            item.transcription_outcome = announced.outcome
+        if item.state == ItemState.AWAITING_TRANSCRIPTION:
+            if announced.outcome is None:
+                item.transcription_state = TranscriptionState.AVAILABLE
+            schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE_TRANSCRIPTION, now)
+        elif item.state == ItemState.PENDING and (item.due_at is None or item.due_at > now):
+            schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now)

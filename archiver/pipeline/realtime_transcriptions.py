@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.db.models import ArtifactKind
 from archiver.ids import validate
-from archiver.pipeline.artifacts import ArchivedCopy, Segment, register
+from archiver.pipeline.artifacts import ArchiveResult, Segment, StoredPart, register
 from archiver.pipeline.retry import PermanentStepError
 from archiver.providers.bandwidth import DeleteOutcome
 from archiver.storage import bandwidth_call_key
@@ -44,13 +44,13 @@ def segments_from(data: Any, transcription_id: str) -> list[Segment]:
         if not isinstance(track, dict):
             raise PermanentStepError("transcription track is not an object")
         confidence = track.get("confidence")
+        language = track.get("detectedLanguage")
         segments.append(
             Segment(
                 text=str(track.get("transcript") or ""),
+                kind="track",
                 track=track.get("track") if isinstance(track.get("track"), str) else None,
-                language=track.get("detectedLanguage")
-                if isinstance(track.get("detectedLanguage"), str)
-                else None,
+                language=language if isinstance(language, str) else None,
                 confidence=float(confidence) if isinstance(confidence, int | float) else None,
             )
         )
@@ -58,17 +58,16 @@ def segments_from(data: Any, transcription_id: str) -> list[Segment]:
 
 
 class RealtimeTranscriptionHandler:
-    def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchivedCopy:
+    def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
         account_id, call_id, transcription_id = _ids(item)
         document = ctx.bandwidth.get_realtime_transcription(account_id, call_id, transcription_id)
         segments = segments_from(document.data, transcription_id)
         day = item.provider_started_at or item.created_at
         key = bandwidth_call_key(ctx.settings.s3_prefix, account_id, day, call_id, transcription_id, FILENAME)
-        content_type = "application/json"
         stored = ctx.store.put_bytes(
             key,
             document.body,
-            content_type=content_type,
+            content_type="application/json",
             metadata={
                 "provider": "bandwidth",
                 "account-id": account_id,
@@ -77,13 +76,21 @@ class RealtimeTranscriptionHandler:
             },
         )
         ctx.store.verify(stored)
-        return ArchivedCopy(stored=stored, content_type=content_type, segments=segments)
+        return ArchiveResult(
+            parts=[StoredPart("transcription", stored, "application/json")], segments=segments
+        )
 
-    def delete(self, ctx: PipelineContext, item: ArchiveItem) -> DeleteOutcome:
+    def archive_transcription(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
+        raise PermanentStepError("a real-time transcription has no separate transcription step")
+
+    def delete(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> DeleteOutcome:
         return ctx.bandwidth.delete_realtime_transcription(*_ids(item))
 
-    def exists(self, ctx: PipelineContext, item: ArchiveItem) -> bool:
+    def exists(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> bool:
         return ctx.bandwidth.realtime_transcription_exists(*_ids(item))
+
+    def required_roles(self, item: ArchiveItem) -> set[str]:
+        return {"transcription"}
 
 
 register(ArtifactKind.REALTIME_TRANSCRIPTION, RealtimeTranscriptionHandler())

@@ -4,7 +4,8 @@
   an attempt: the provider asked us to wait, the item is not at fault;
 * transient failures (5xx, connection errors, storage errors, failed verification) back off with
   full jitter and count as attempts; after ``max_attempts`` the item is dead-lettered;
-* permanent failures (other 4xx, invalid ids or bodies) are dead-lettered at once.
+* permanent failures (other 4xx, invalid ids or bodies) are dead-lettered at once;
+* "not ready yet" (a recording still processing) waits without counting as an attempt.
 """
 
 from __future__ import annotations
@@ -15,8 +16,18 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.ids import InvalidId
+from archiver.media import MediaInvalid
 from archiver.providers.errors import ProviderError, RateLimited
 from archiver.storage import VerificationFailed
+
+
+class NotReady(Exception):
+    """The provider is not ready (a recording still processing, a transcription not yet done):
+    look again after ``delay`` seconds. Not a failure: no attempt is counted."""
+
+    def __init__(self, reason: str, delay: float) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 class PermanentStepError(Exception):
@@ -51,6 +62,8 @@ class RetryPolicy:
 
     def decide(self, error: BaseException, attempts_so_far: int) -> Decision:
         reason = f"{type(error).__name__}: {error}"[:2000]
+        if isinstance(error, NotReady):
+            return Retry(delay=error.delay, counts_as_attempt=False, reason=reason)
         if isinstance(error, RateLimited):
             delay = error.retry_after if error.retry_after is not None else self.backoff(attempts_so_far + 1)
             return Retry(delay=delay, counts_as_attempt=False, reason=reason)
@@ -58,7 +71,9 @@ class RetryPolicy:
             return DeadLetter(reason)
         if isinstance(error, InvalidId | PermanentStepError):
             return DeadLetter(reason)
-        retryable = isinstance(error, ProviderError | VerificationFailed | BotoCoreError | ClientError)
+        retryable = isinstance(
+            error, ProviderError | VerificationFailed | MediaInvalid | BotoCoreError | ClientError
+        )
         attempt = attempts_so_far + 1
         if attempt >= self.max_attempts:
             return DeadLetter(f"gave up after {attempt} attempts; last error: {reason}")

@@ -1,13 +1,14 @@
-"""The three steps of an item's life, run by the same claim → work → commit skeleton.
+"""The steps of an item's life, run by the same claim → work → commit skeleton.
 
-1. **archive**: fetch, store in S3, verify the stored copy, commit the row and the text.
-2. **request deletion**: re-verify the stored copy, DELETE at the provider, record when, and the
-   purge due time (now + the provider's purge window).
-3. **confirm purge**: after the purge due time the provider must answer 404; if it still serves the
-   artifact, the deletion is requested again and recorded.
+1. **archive**: fetch, store in S3, verify every stored object, commit the rows and the text.
+2. **archive transcription** (recordings): settle a transcription that was still expected.
+3. **request deletion**: re-verify every stored object, DELETE at the provider within the policy's
+   scope, record when, and the purge due time (now + the provider's purge window).
+4. **confirm purge**: after the purge due time the provider must answer 404; if it still serves
+   the artifact, the deletion is requested again and recorded.
 
-Network I/O happens outside any database transaction. The claim (a lease) keeps a duplicated message
-from doing the work twice; the completion commits only if this worker still holds the lease.
+Network I/O happens outside any database transaction. The claim (a lease) keeps a duplicated
+message from doing the work twice; the completion commits only if this worker still holds the lease.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
-from archiver.db.models import ArchiveItem, ItemState, TranscriptSegment
+from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, TranscriptionState, TranscriptSegment
 from archiver.db.session import UnitOfWork
-from archiver.pipeline.artifacts import handler_for
+from archiver.pipeline.artifacts import ArchiveResult, NothingToArchive, deletion_scope, handler_for
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import STEP_STATE, Step, schedule_now
+from archiver.pipeline.dispatch import STATE_STEP, STEP_STATE, Step, schedule_now
 from archiver.pipeline.leases import ClaimStatus, claim, release, reload_owned, transition
 from archiver.pipeline.retry import DeadLetter, PermanentStepError
 from archiver.storage import StoredObject
@@ -38,8 +39,8 @@ class Outcome(StrEnum):
     DONE = "done"
     SKIPPED = "skipped"  # nothing to do: already done, missing, or not yet due
     BUSY = "busy"  # another worker holds the item; try again after ``countdown``
-    RETRY = "retry"  # failed; retry after ``countdown`` (a short wait)
-    WAITING = "waiting"  # failed or throttled; a due time was recorded for the sweeper
+    RETRY = "retry"  # failed or not ready; retry after ``countdown`` (a short wait)
+    WAITING = "waiting"  # failed, throttled or not ready; a due time was recorded for the sweeper
     DEAD = "dead"  # dead-lettered
     LOST_LEASE = "lost_lease"  # took too long; another worker took the item over
 
@@ -65,6 +66,8 @@ def run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
     assert item is not None
     try:
         complete = WORK[step](ctx, item)
+    except NothingToArchive as nothing:
+        complete = _nothing_to_archive(str(nothing))
     except Exception as error:
         return _fail(ctx, item, state, owner, error)
     with ctx.db.transaction() as uow:
@@ -109,27 +112,54 @@ def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error
     return StepResult(outcome, decision.reason, decision.delay)
 
 
+def _nothing_to_archive(outcome: str) -> Completion:
+    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+        owned.outcome = outcome
+        owned.due_at = owned.enqueued_at = None
+        transition(uow.session, owned, ItemState.REJECTED, now, outcome)
+        return outcome
+
+    return complete
+
+
 # --- the work of each step ------------------------------------------------------------------------
 
 
-def _archive(ctx: PipelineContext, item: ArchiveItem) -> Completion:
-    copy = handler_for(item.kind).archive(ctx, item)
-
-    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
-        session = uow.session
-        owned.s3_bucket = copy.stored.bucket
-        owned.s3_key = copy.stored.key
-        owned.size_bytes = copy.stored.size
-        owned.sha256 = copy.stored.sha256_hex
-        owned.s3_checksum = copy.stored.s3_checksum
-        owned.content_type = copy.content_type
-        owned.archived_at = now
-        owned.last_error = None
+def _record_archive(
+    ctx: PipelineContext, uow: UnitOfWork, owned: ArchiveItem, result: ArchiveResult, now: datetime
+) -> str:
+    """Write what an archive result verified; move the item on; schedule its next step."""
+    session = uow.session
+    for part in result.parts:
+        existing = session.scalars(
+            select(ArchivedObject).where(ArchivedObject.item_id == owned.id, ArchivedObject.role == part.role)
+        ).one_or_none()
+        row = existing or ArchivedObject(item_id=owned.id, role=part.role)
+        row.s3_bucket, row.s3_key = part.stored.bucket, part.stored.key
+        row.size_bytes, row.sha256 = part.stored.size, part.stored.sha256_hex
+        row.s3_checksum, row.content_type, row.stored_at = part.stored.s3_checksum, part.content_type, now
+        session.add(row)
+    primary = next((p for p in result.parts if p.role == "media"), result.parts[0] if result.parts else None)
+    if primary is not None:
+        owned.s3_bucket, owned.s3_key = primary.stored.bucket, primary.stored.key
+        owned.size_bytes, owned.sha256 = primary.stored.size, primary.stored.sha256_hex
+        owned.s3_checksum, owned.content_type = primary.stored.s3_checksum, primary.content_type
+        owned.archived_at = owned.archived_at or now
+    if result.partial is not None:
+        owned.partial = result.partial
+    if result.transcription_state is not None:
+        owned.transcription_state = result.transcription_state
+    if result.transcription_outcome is not None:
+        owned.transcription_outcome = result.transcription_outcome
+    owned.transcription_deadline = result.transcription_deadline
+    owned.last_error = None
+    if result.segments is not None:
         session.execute(delete(TranscriptSegment).where(TranscriptSegment.item_id == owned.id))
         session.add_all(
             TranscriptSegment(
                 item_id=owned.id,
                 position=position,
+                kind=segment.kind,
                 track=segment.track,
                 speaker=segment.speaker,
                 language=segment.language,
@@ -138,41 +168,77 @@ def _archive(ctx: PipelineContext, item: ArchiveItem) -> Completion:
                 start_seconds=segment.start_seconds,
                 end_seconds=segment.end_seconds,
             )
-            for position, segment in enumerate(copy.segments)
+            for position, segment in enumerate(result.segments)
         )
-        detail = f"s3://{copy.stored.bucket}/{copy.stored.key} ({copy.stored.size} bytes, verified)"
-        transition(session, owned, ItemState.ARCHIVED, now, detail)
-        if ctx.settings.deletion_policy == "delete":
-            schedule_now(uow, ctx.dispatcher, owned, Step.REQUEST_DELETION, now)
-        else:
-            owned.due_at = owned.enqueued_at = None
-        return detail
+    stored = ", ".join(
+        f"{p.role} s3://{p.stored.bucket}/{p.stored.key} ({p.stored.size} bytes)" for p in result.parts
+    )
+    notes = [f"verified {stored}" if stored else "", *result.notes]
+    if owned.transcription_state:
+        notes.append(f"transcription {owned.transcription_state}")
+    detail = "; ".join(filter(None, notes))
+    transition(session, owned, result.next_state, now, detail or None)
+    if result.next_state is ItemState.AWAITING_TRANSCRIPTION:
+        owned.due_at = result.transcription_deadline
+        owned.enqueued_at = None  # the callback or, at the deadline, the sweeper brings it back
+    elif deletion_scope(owned.kind, ctx.settings.deletion_policy) is not None:
+        schedule_now(uow, ctx.dispatcher, owned, Step.REQUEST_DELETION, now)
+    else:
+        owned.due_at = owned.enqueued_at = None  # archive only: done
+    return detail
 
-    return complete
+
+def _archive(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+    result = handler_for(item.kind).archive(ctx, item)
+    return lambda uow, owned, now: _record_archive(ctx, uow, owned, result, now)
+
+
+def _archive_transcription(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+    result = handler_for(item.kind).archive_transcription(ctx, item)
+    return lambda uow, owned, now: _record_archive(ctx, uow, owned, result, now)
 
 
 def _verified_copy(ctx: PipelineContext, item: ArchiveItem) -> None:
-    """Invariant 1: never ask the provider to delete what we do not hold, verified."""
-    if not (item.archived_at and item.s3_bucket and item.s3_key and item.sha256 and item.s3_checksum):
-        raise PermanentStepError("refusing to delete at the provider: no verified archive recorded")
-    assert item.size_bytes is not None
-    ctx.store.verify(
-        StoredObject(item.s3_bucket, item.s3_key, item.size_bytes, item.sha256, item.s3_checksum)
-    )
+    """Invariant 1: never ask the provider to delete what we do not hold, verified, every object."""
+    if item.transcription_state in (TranscriptionState.EXPECTED, TranscriptionState.AVAILABLE):
+        raise PermanentStepError("refusing to delete at the provider: the transcription is still expected")
+    with ctx.db.sessionmaker() as session:
+        objects = list(session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item.id)))
+    required = handler_for(item.kind).required_roles(item)
+    missing = required - {o.role for o in objects}
+    if not item.archived_at or missing:
+        raise PermanentStepError(
+            f"refusing to delete at the provider: no verified archive of {sorted(missing)}"
+        )
+    for obj in objects:
+        ctx.store.verify(StoredObject(obj.s3_bucket, obj.s3_key, obj.size_bytes, obj.sha256, obj.s3_checksum))
+
+
+def _scope(ctx: PipelineContext, item: ArchiveItem) -> str:
+    scope = item.deletion_scope or deletion_scope(item.kind, ctx.settings.deletion_policy)
+    if scope is None:
+        raise PermanentStepError(
+            f"deletion policy {ctx.settings.deletion_policy!r} deletes nothing of {item.kind}"
+        )
+    return scope
 
 
 def _request_deletion(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+    scope = _scope(ctx, item)
     _verified_copy(ctx, item)
-    outcome = handler_for(item.kind).delete(ctx, item)
+    outcome = handler_for(item.kind).delete(ctx, item, scope)
 
     def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+        owned.deletion_scope = scope
         owned.deletion_requested_at = now
         owned.deletion_requests += 1
         owned.purge_due_at = now + timedelta(seconds=ctx.settings.purge_delay_seconds)
         owned.due_at = owned.purge_due_at
         owned.enqueued_at = None
         owned.last_error = None
-        detail = f"provider deletion {outcome.value}; purge due {owned.purge_due_at.isoformat()}"
+        detail = (
+            f"provider deletion of the {scope} {outcome.value}; purge due {owned.purge_due_at.isoformat()}"
+        )
         transition(uow.session, owned, ItemState.DELETION_REQUESTED, now, detail)
         return detail
 
@@ -180,22 +246,21 @@ def _request_deletion(ctx: PipelineContext, item: ArchiveItem) -> Completion:
 
 
 def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+    scope = _scope(ctx, item)
     handler = handler_for(item.kind)
-    if not handler.exists(ctx, item):
+    if not handler.exists(ctx, item, scope):
 
         def purged(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
             owned.purged_at = now
             owned.due_at = owned.enqueued_at = None
             owned.last_error = None
-            transition(
-                uow.session, owned, ItemState.PURGED, now, "provider answers 404 after the purge window"
-            )
+            transition(uow.session, owned, ItemState.PURGED, now, f"provider answers 404 for the {scope}")
             return "purge confirmed"
 
         return purged
 
     _verified_copy(ctx, item)
-    outcome = handler.delete(ctx, item)
+    outcome = handler.delete(ctx, item, scope)
 
     def requested_again(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
         owned.deletion_requests += 1
@@ -203,7 +268,7 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
         owned.due_at = owned.purge_due_at
         owned.enqueued_at = None
         detail = (
-            f"still served after the purge window; deletion requested again ({outcome.value}); "
+            f"{scope} still served after the purge window; deletion requested again ({outcome.value}); "
             f"purge due {owned.purge_due_at.isoformat()}"
         )
         log.warning("%s: %s", owned.ref, detail)
@@ -215,6 +280,8 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
 
 WORK: dict[Step, Callable[[PipelineContext, ArchiveItem], Completion]] = {
     Step.ARCHIVE: _archive,
+    Step.ARCHIVE_TRANSCRIPTION: _archive_transcription,
     Step.REQUEST_DELETION: _request_deletion,
     Step.CONFIRM_PURGE: _confirm_purge,
 }
+assert set(WORK) == set(STATE_STEP.values())

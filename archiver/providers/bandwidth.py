@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -86,12 +88,94 @@ class BandwidthClient:
         transcription_id = validate("bandwidth_transcription", transcription_id)
         return f"{self.base_url}/accounts/{account_id}/calls/{call_id}/transcriptions/{transcription_id}"
 
-    # --- operations -----------------------------------------------------------------------------
+    def recording_url(self, account_id: str, call_id: str, recording_id: str) -> str:
+        account_id = validate("bandwidth_account", account_id)
+        call_id = validate("bandwidth_call", call_id)
+        recording_id = validate("bandwidth_recording", recording_id)
+        return f"{self.base_url}/accounts/{account_id}/calls/{call_id}/recordings/{recording_id}"
+
+    # --- recordings -------------------------------------------------------------------------------
+
+    def get_recording(self, account_id: str, call_id: str, recording_id: str) -> FetchedDocument:
+        """``callRecordingMetadata``."""
+        return self._get_json(self.recording_url(account_id, call_id, recording_id))
+
+    def get_recording_transcription(
+        self, account_id: str, call_id: str, recording_id: str
+    ) -> FetchedDocument:
+        """``recordingTranscriptions``."""
+        return self._get_json(self.recording_url(account_id, call_id, recording_id) + "/transcription")
+
+    @contextmanager
+    def stream_media(self, account_id: str, call_id: str, recording_id: str) -> Iterator[httpx.Response]:
+        """The media response, streaming; errors are raised before the body is read."""
+        url = self.recording_url(account_id, call_id, recording_id) + "/media"
+        try:
+            with self._http.stream("GET", url) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    self._raise_for(response, "GET", url)
+                yield response
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+
+    def request_transcription(
+        self,
+        account_id: str,
+        call_id: str,
+        recording_id: str,
+        *,
+        callback_url: str,
+        username: str,
+        password: str,
+    ) -> None:
+        """``POST …/transcription`` (204); the result arrives on ``transcriptionAvailable``."""
+        url = self.recording_url(account_id, call_id, recording_id) + "/transcription"
+        body = {
+            "callbackUrl": callback_url,
+            "callbackMethod": "POST",
+            "username": username,
+            "password": password,
+            "tag": recording_id,
+        }
+        self._request("POST", url, json_body=body)
+
+    def delete_recording(self, account_id: str, call_id: str, recording_id: str) -> DeleteOutcome:
+        """Deletes metadata, media and transcription (204); 404: already gone."""
+        return self._delete(self.recording_url(account_id, call_id, recording_id))
+
+    def delete_recording_media(self, account_id: str, call_id: str, recording_id: str) -> DeleteOutcome:
+        return self._delete(self.recording_url(account_id, call_id, recording_id) + "/media")
+
+    def recording_exists(self, account_id: str, call_id: str, recording_id: str) -> bool:
+        return self._exists(self.recording_url(account_id, call_id, recording_id))
+
+    def media_exists(self, account_id: str, call_id: str, recording_id: str) -> bool:
+        try:
+            with self.stream_media(account_id, call_id, recording_id):
+                return True  # the body is not read: closing the stream is enough
+        except NotFound:
+            return False
+
+    # --- real-time transcriptions -------------------------------------------------------------------
 
     def get_realtime_transcription(
         self, account_id: str, call_id: str, transcription_id: str
     ) -> FetchedDocument:
-        url = self.realtime_transcription_url(account_id, call_id, transcription_id)
+        return self._get_json(self.realtime_transcription_url(account_id, call_id, transcription_id))
+
+    def delete_realtime_transcription(
+        self, account_id: str, call_id: str, transcription_id: str
+    ) -> DeleteOutcome:
+        """DELETE answers 200 (as documented) or 204; 404 means it is already gone."""
+        return self._delete(self.realtime_transcription_url(account_id, call_id, transcription_id))
+
+    def realtime_transcription_exists(self, account_id: str, call_id: str, transcription_id: str) -> bool:
+        return self._exists(self.realtime_transcription_url(account_id, call_id, transcription_id))
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _get_json(self, url: str) -> FetchedDocument:
         response = self._request("GET", url)
         try:
             data = json.loads(response.content)
@@ -103,35 +187,32 @@ class BandwidthClient:
             data=data,
         )
 
-    def delete_realtime_transcription(
-        self, account_id: str, call_id: str, transcription_id: str
-    ) -> DeleteOutcome:
-        """DELETE answers 200 (as documented) or 204; 404 means it is already gone."""
-        url = self.realtime_transcription_url(account_id, call_id, transcription_id)
+    def _delete(self, url: str) -> DeleteOutcome:
+        """DELETE answers 200 (real-time transcriptions, as documented) or 204; 404: already gone."""
         try:
             self._request("DELETE", url)
         except NotFound:
             return DeleteOutcome.ALREADY_GONE
         return DeleteOutcome.DELETED
 
-    def realtime_transcription_exists(self, account_id: str, call_id: str, transcription_id: str) -> bool:
-        url = self.realtime_transcription_url(account_id, call_id, transcription_id)
+    def _exists(self, url: str) -> bool:
         try:
             self._request("GET", url)
         except NotFound:
             return False
         return True
 
-    # --- plumbing -----------------------------------------------------------------------------------
-
-    def _request(self, method: str, url: str) -> httpx.Response:
+    def _request(self, method: str, url: str, json_body: object = None) -> httpx.Response:
         try:
-            response = self._http.request(method, url)
+            response = self._http.request(method, url, json=json_body)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        status = response.status_code
-        if 200 <= status < 300:
+        if 200 <= response.status_code < 300:
             return response
+        self._raise_for(response, method, url)
+
+    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
+        status = response.status_code
         detail = _describe_error(response)
         message = f"{method} {url}: HTTP {status} {detail}"
         if status == 429:
