@@ -124,7 +124,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings()
     db = Database(settings.database_url)
     try:
-        status = collect_status(db)
+        from archiver.clock import clock_from_settings
+
+        status = collect_status(
+            db, settings=settings, now=clock_from_settings(settings.clock_offset_file).now()
+        )
     finally:
         db.dispose()
     print(json.dumps(status, indent=2) if args.json else format_status(status))
@@ -135,6 +139,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 
     return run_demo(
+        recordings=args.recordings,
         transcriptions=args.transcriptions,
         exit_when_done=args.exit_when_done,
         workdir=args.workdir,
@@ -197,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run everything locally on embedded defaults with demo traffic")
     demo.add_argument("--transcriptions", type=int, default=20)
+    demo.add_argument("--recordings", type=int, default=3)
     demo.add_argument("--workdir", default=".demo")
     demo.add_argument("--exit-when-done", action="store_true", help="stop once the demo traffic is processed")
     demo.add_argument("--timeout", type=float, default=180.0)

@@ -78,10 +78,8 @@ class Settings(BaseSettings):
     #: Bandwidth keeps recordings this long; items not archived within the margin are at risk.
     retention_days: float = Field(default=30, gt=0)
     retention_margin_days: float = Field(default=7, ge=0)
-    #: Where media is spooled while it is hashed (default: the system's temporary directory).
-    spool_dir: str | None = None
-    #: S3 multipart part size and parallel parts for media uploads (memory: about their product).
-    s3_multipart_chunk_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    #: S3 multipart part size and parallel part uploads for media (memory: (concurrency + 1) parts).
+    s3_multipart_chunk_bytes: int = Field(default=5 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_max_concurrency: int = Field(default=4, ge=1, le=32)
     #: Provider purge window after an accepted DELETE; the purge is confirmed after it.
     purge_delay_seconds: float = Field(default=48 * 3600, ge=0)

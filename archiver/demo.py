@@ -1,8 +1,8 @@
 """``archiver demo``: the whole pipeline on embedded defaults, with demo traffic.
 
 SQLite in ``.demo/``, a local S3 server, the simulator as Bandwidth, the intake, a worker and beat,
-all supervised from this terminal with labelled logs. It sends real-time transcription webhooks
-through the simulator, shows the items being archived, their deletions requested and (with a short
+all supervised from this terminal with labelled logs. It sends real-time transcription and recording
+webhooks through the simulator, shows the items being archived, their deletions requested and (with a short
 demo purge window) their purges confirmed, then keeps running until Ctrl-C.
 """
 
@@ -22,7 +22,9 @@ from archiver.status import collect_status, format_status
 DEMO_PURGE_SECONDS = 20
 
 
-def run_demo(transcriptions: int, exit_when_done: bool, workdir: str, timeout: float) -> int:
+def run_demo(
+    transcriptions: int, exit_when_done: bool, workdir: str, timeout: float, recordings: int = 3
+) -> int:
     root = Path(workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     database = root / "archiver.db"
@@ -67,7 +69,16 @@ def run_demo(transcriptions: int, exit_when_done: bool, workdir: str, timeout: f
                 f"delivered {len(sent)} realTimeTranscriptionAvailable and "
                 f"{len(rejected['deliveries'])} realTimeTranscriptionRejected callbacks"
             )
-        done = watch(stack.database_url, transcriptions, timeout)
+            if recordings:
+                admin.post(
+                    "/admin/recordings", json={"count": recordings, "duration": 12.5}
+                ).raise_for_status()
+                available = admin.post("/admin/webhooks", json={"event": "recordingAvailable"}).json()
+                say(
+                    f"delivered {len(available['deliveries'])} recordingAvailable callbacks "
+                    "(each recording's metadata, media and transcription get archived)"
+                )
+        done = watch(stack.database_url, transcriptions + recordings, timeout)
         print_where_to_look(stack, database)
         if exit_when_done:
             return 0 if done else 1
@@ -98,7 +109,7 @@ def watch(database_url: str, expected: int, timeout: float) -> bool:
                 say(f"items: {line or 'none yet'}")
                 last = line
             if states["purged"] >= expected:
-                say("every transcription archived, verified, deleted at the provider, purge confirmed")
+                say("everything archived, verified, deleted at the provider, purge confirmed")
                 print(format_status(status))
                 return True
             time.sleep(1)

@@ -113,6 +113,7 @@ class LocalStack:
             "ARCHIVER_BANDWIDTH_BASE_URL": f"{self.simulator_url}/api/v2",
             "ARCHIVER_INTAKE_USERNAME": self.intake_username,
             "ARCHIVER_INTAKE_PASSWORD": self.intake_password,
+            "ARCHIVER_PUBLIC_BASE_URL": self.intake_url,
             **self.extra_env,
         }
 

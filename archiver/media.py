@@ -1,78 +1,20 @@
-"""Spooling recording media to a temporary file while hashing and checking it.
+"""Checking downloaded recording media before it may be stored as complete.
 
-Memory stays bounded whatever the size: chunks go to disk as they arrive, SHA-256 and CRC32 are
-computed on the way, and only the first bytes are kept to check the container's header. A body
-that is shorter or longer than its Content-Length, or whose WAV/MP3 structure does not add up, is
-rejected: it is never stored as complete. (A byte flipped inside the audio samples cannot be seen
-by anyone without a checksum from the provider, which Bandwidth does not publish.)
+A body shorter or longer than its Content-Length, or whose WAV/MP3 structure does not add up (a
+RIFF header announcing more data than arrived, a channel count other than the recording's, no MPEG
+frame sync), is rejected. (A byte flipped inside the audio samples cannot be seen by anyone without
+a checksum from the provider, which Bandwidth does not publish.) Streaming is in ``media_upload``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
 import struct
-import tempfile
-import zlib
-from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
 
 HEADER_BYTES = 4096
 
 
 class MediaInvalid(Exception):
     """The downloaded media is incomplete or malformed; download it again from the start."""
-
-
-@dataclass
-class SpooledMedia:
-    path: Path
-    size: int
-    sha256_hex: str
-    crc32: int
-
-    @property
-    def crc32_b64(self) -> str:
-        return base64.b64encode(self.crc32.to_bytes(4, "big")).decode("ascii")
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def spool(
-    chunks: Iterable[bytes],
-    *,
-    expected_length: int | None,
-    file_format: str,
-    channels: int | None,
-    spool_dir: str | None = None,
-) -> SpooledMedia:
-    digest = hashlib.sha256()
-    crc = 0
-    size = 0
-    header = bytearray()
-    handle = tempfile.NamedTemporaryFile(prefix="archiver-media-", dir=spool_dir, delete=False)  # noqa: SIM115
-    path = Path(handle.name)
-    try:
-        with handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                digest.update(chunk)
-                crc = zlib.crc32(chunk, crc)
-                size += len(chunk)
-                if len(header) < HEADER_BYTES:
-                    header += chunk[: HEADER_BYTES - len(header)]
-            handle.flush()
-            os.fsync(handle.fileno())
-        if expected_length is not None and size != expected_length:
-            raise MediaInvalid(f"received {size} bytes, Content-Length said {expected_length}")
-        validate_container(bytes(header), size, file_format, channels)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return SpooledMedia(path, size, digest.hexdigest(), crc)
 
 
 def validate_container(header: bytes, size: int, file_format: str, channels: int | None) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
 from archiver.db.session import Database
+from archiver.retention import at_risk
 
 
-def collect_status(db: Database, dead_letter_limit: int = 100) -> dict[str, Any]:
+def collect_status(
+    db: Database, dead_letter_limit: int = 100, settings: Settings | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     with db.sessionmaker() as session:
+        risk = at_risk(session, settings, now or datetime.now(UTC)) if settings is not None else None
         counts = dict(
             session.execute(select(ArchiveItem.state, func.count()).group_by(ArchiveItem.state))
             .tuples()
@@ -24,7 +30,7 @@ def collect_status(db: Database, dead_letter_limit: int = 100) -> dict[str, Any]
             .limit(dead_letter_limit)
         ).all()
         rejected = counts.get(ItemState.REJECTED.value, 0)
-    return {
+    status: dict[str, Any] = {
         "items_by_state": {state.value: int(counts.get(state.value, 0)) for state in ItemState},
         "total": int(sum(counts.values())),
         "rejected": int(rejected),
@@ -41,6 +47,9 @@ def collect_status(db: Database, dead_letter_limit: int = 100) -> dict[str, Any]
             for item in dead
         ],
     }
+    if risk is not None:
+        status["retention_at_risk"] = risk
+    return status
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -52,4 +61,14 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"Dead letters: {len(dead)}" + (" (most recent first)" if dead else ""))
     for entry in dead:
         lines.append(f"  #{entry['id']} {entry['ref']} (in {entry['failed_in_state']}): {entry['reason']}")
+    risk = status.get("retention_at_risk")
+    if risk is not None:
+        lines.append(
+            f"Recordings at retention risk (not archived, near Bandwidth's deletion): {risk['count']}"
+        )
+        for entry in risk["items"]:
+            lines.append(
+                f"  #{entry['id']} {entry['ref']} ({entry['state']}): provider deletes it at "
+                f"{entry['provider_deletes_at']} ({entry['hours_left']} h left)"
+            )
     return "\n".join(lines)

@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 if TYPE_CHECKING:
@@ -109,36 +108,6 @@ class ObjectStore:
         )
         return StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
 
-    def put_file(
-        self,
-        key: str,
-        path: str,
-        *,
-        size: int,
-        sha256_hex: str,
-        crc32_b64: str,
-        content_type: str,
-        metadata: dict[str, str] | None = None,
-        chunk_bytes: int = 8 * 1024 * 1024,
-        max_concurrency: int = 4,
-    ) -> StoredObject:
-        """Upload a spooled file with a full-object CRC32 that S3 checks (multipart above one chunk)."""
-        config = TransferConfig(
-            multipart_threshold=chunk_bytes, multipart_chunksize=chunk_bytes, max_concurrency=max_concurrency
-        )
-        self.client.upload_file(
-            path,
-            self.bucket,
-            key,
-            ExtraArgs={
-                "ContentType": content_type,
-                "ChecksumCRC32": crc32_b64,
-                "Metadata": {"sha256": sha256_hex, **(metadata or {})},
-            },
-            Config=config,
-        )
-        return StoredObject(self.bucket, key, size, sha256_hex, f"crc32:{crc32_b64}")
-
     def verify(self, stored: StoredObject) -> None:
         """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``."""
         head: Any = self.client.head_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
@@ -151,8 +120,15 @@ class ObjectStore:
             raise VerificationFailed(
                 f"s3://{stored.bucket}/{stored.key}: checksum {reported!r} != {expected!r}"
             )
-        if head.get("Metadata", {}).get("sha256") not in (None, stored.sha256_hex):
-            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: sha256 metadata differs")
+        recorded = head.get("Metadata", {}).get("sha256")
+        if recorded is None and stored.size > FULL_READBACK_MAX_BYTES:
+            # Multipart media carries its SHA-256 as the tag "sha256" (metadata is fixed too early).
+            tags = self.client.get_object_tagging(Bucket=stored.bucket, Key=stored.key)["TagSet"]
+            recorded = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
+            if recorded is None:
+                raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: no sha256 metadata or tag")
+        if recorded not in (None, stored.sha256_hex):
+            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: recorded sha256 differs")
         if stored.size <= FULL_READBACK_MAX_BYTES:
             body = self.client.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
             actual = hashlib.sha256(body).hexdigest()

@@ -12,14 +12,14 @@ def test_demo_archives_deletes_and_confirms_purges_on_sqlite(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
     env["ARCHIVER_BROKER_URL"] = "redis://127.0.0.1:6379/10"
     result = subprocess.run(
-        [bin_path("archiver"), "demo", "--transcriptions", "6", "--exit-when-done", "--timeout", "120",
+        [bin_path("archiver"), "demo", "--transcriptions", "6", "--recordings", "2", "--exit-when-done", "--timeout", "120",
          "--workdir", str(tmp_path / "demo")],
         env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
-    assert "every transcription archived, verified, deleted at the provider, purge confirmed" in out
-    assert "purged                      6" in out
+    assert "everything archived, verified, deleted at the provider, purge confirmed" in out
+    assert "purged                      8" in out
     assert "rejected                    1" in out
     for label in ("[s3]", "[simulator]", "[intake]", "[worker]", "[beat]"):
         assert label in out  # logs interleaved and labelled

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from archiver.pipeline.events import Action
 from archiver.ids import InvalidId, validate
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
+from archiver.pipeline.events import Action
 from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, RetryPolicy
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
@@ -165,3 +165,123 @@ def test_clock_offset_file(tmp_path):
     assert abs((clock.now() - datetime.now(UTC)).total_seconds()) < 1
     path.write_text("3600")
     assert clock.now() - datetime.now(UTC) > timedelta(seconds=3599)
+
+
+# --- media checks and recordings parsing ---------------------------------------------------------------
+
+
+def test_wav_and_mp3_containers_are_checked():
+    from archiver.media import MediaInvalid, validate_container
+    from archiver.simulator.media import iter_media
+
+    wav = b"".join(iter_media(2.0, 2, "wav", 5))
+    validate_container(wav[:4096], len(wav), "wav", 2)
+    with pytest.raises(MediaInvalid, match="RIFF header"):
+        validate_container(wav[:4096], len(wav) - 10, "wav", 2)  # body shorter than announced
+    with pytest.raises(MediaInvalid, match="channel"):
+        validate_container(wav[:4096], len(wav), "wav", 1)
+    with pytest.raises(MediaInvalid, match="RIFF"):
+        validate_container(b"XXXX" + wav[4:4096], len(wav), "wav", 2)
+    mp3 = b"".join(iter_media(2.0, 1, "mp3", 5))
+    validate_container(mp3[:4096], len(mp3), "mp3", 1)
+    with pytest.raises(MediaInvalid, match="frame sync"):
+        validate_container(mp3[:20] + b"\x00" * 4000, len(mp3), "mp3", 1)
+
+
+def test_part_size_grows_to_stay_within_10000_parts():
+    from archiver.media_upload import part_size_for
+
+    five = 5 * 2**20
+    assert part_size_for(None, five) == five
+    assert part_size_for(460 * 2**20, five) == five
+    assert part_size_for(100 * 2**30, five) == -(-100 * 2**30 // 10_000)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("PT13.67S", 13.67),
+        ("PT1H2M3.5S", 3723.5),
+        ("PT4H0M0S", 14400.0),
+        ("P1DT1S", 86401.0),
+        ("PT", None),
+        ("13", None),
+        (None, None),
+    ],
+)
+def test_iso_durations(value, seconds):
+    from archiver.pipeline.recordings import parse_duration
+
+    assert parse_duration(value) == seconds
+
+
+def test_recording_transcription_segments_label_the_channels_and_tolerate_the_legacy_shape():
+    from archiver.pipeline.recordings import transcription_segments
+
+    new = transcription_segments(
+        {
+            "transcripts": [
+                {"speaker": 0, "text": "a", "confidence": 0.9},
+                {"speaker": 1, "text": "b", "confidence": 0.8},
+            ],
+            "clips": [
+                {"speaker": 1, "text": "b", "confidence": 0.8, "startTimeSeconds": 1.0, "endTimeSeconds": 2.5}
+            ],
+        }
+    )
+    assert [(s.kind, s.track, s.speaker) for s in new] == [
+        ("transcript", "party_or_a_leg", 0),
+        ("transcript", "playback_or_b_leg", 1),
+        ("clip", "playback_or_b_leg", 1),
+    ]
+    assert new[2].start_seconds == 1.0 and new[2].end_seconds == 2.5
+    legacy = transcription_segments(
+        {"transcripts": [{"text": "Nice talking to you, friend!", "confidence": 0.9}]}
+    )
+    assert [(s.kind, s.speaker, s.text) for s in legacy] == [
+        ("transcript", 0, "Nice talking to you, friend!")
+    ]
+
+
+def test_recording_events_map_to_actions():
+    from archiver.intake.bandwidth import parse_bandwidth_event, parse_bandwidth_query
+
+    base = {
+        "accountId": "9900000",
+        "callId": "c-1",
+        "recordingId": "r-1",
+        "eventTime": "2026-01-01T00:00:00Z",
+    }
+    cases = {
+        ("recordComplete", None): Action.ARCHIVE_LATER,
+        ("recordingComplete", None): Action.ARCHIVE_LATER,
+        ("recordingAvailable", "complete"): Action.ARCHIVE,
+        ("recordingAvailable", "partial"): Action.ARCHIVE,
+        ("recordingAvailable", "error"): Action.REJECT,
+        ("transcriptionAvailable", None): Action.TRANSCRIPTION,
+    }
+    for (event_type, status), action in cases.items():
+        body = {**base, "eventType": event_type, **({"status": status} if status else {})}
+        item = parse_bandwidth_event(json.dumps(body).encode()).item
+        assert item is not None and item.action is action, event_type
+        assert item.partial is (status == "partial")
+    spec_shape = {
+        **base,
+        "eventType": "transcriptionAvailable",
+        "transcription": {"speaker": 0, "text": "x", "confidence": 0.9},
+    }
+    assert parse_bandwidth_event(json.dumps(spec_shape).encode()).item.outcome is None
+    failed = {
+        **base,
+        "eventType": "transcriptionAvailable",
+        "transcription": {"id": "t-1", "status": "timeout"},
+    }
+    assert "timeout" in parse_bandwidth_event(json.dumps(failed).encode()).item.outcome
+    via_get = parse_bandwidth_query(
+        {**base, "eventType": "recordingAvailable", "status": "complete", "channels": "2"}
+    )
+    assert via_get.item.action is Action.ARCHIVE and via_get.item.provider_id == "r-1"
+    with pytest.raises(EventRejected, match="recordingId"):
+        parse_bandwidth_event(
+            json.dumps({**base, "eventType": "recordingAvailable", "recordingId": "r-../x"}).encode()
+        )

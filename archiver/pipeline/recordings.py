@@ -2,7 +2,8 @@
 
 Under ``{prefix}/bandwidth/{account}/{yyyy}/{mm}/{dd}/{callId}/{recordingId}/``:
 ``recording-metadata.json`` (the metadata as served), ``recording.wav`` or ``recording.mp3`` (the
-media, spooled while hashed, uploaded with a full-object CRC32, verified), and
+media, hashed and uploaded part by part as it arrives, completed with a full-object
+CRC32 only once whole and well-formed, then verified), and
 ``recording-transcription.json`` when there is one.
 
 The media is always fetched from the URL built from validated ids, never from a ``mediaUrl`` found
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.db.models import ArtifactKind, ItemState, TranscriptionState
 from archiver.ids import validate
-from archiver.media import spool
+from archiver.media_upload import MediaUpload, part_size_for, upload_media
 from archiver.pipeline.artifacts import (
     ArchiveResult,
     NothingToArchive,
@@ -180,35 +181,34 @@ class RecordingHandler:
         tags: dict[str, str],
     ) -> StoredPart:
         s = ctx.settings
-        account_id, call_id, recording_id = _ids(item)
-        with ctx.bandwidth.stream_media(account_id, call_id, recording_id) as response:
+        metadata = {**tags, "file-format": file_format, "partial": str(partial).lower()}
+        if channels is not None:
+            metadata["channels"] = str(channels)
+        if duration is not None:
+            metadata["duration-seconds"] = f"{duration:g}"
+
+        with ctx.bandwidth.stream_media(*_ids(item)) as response:
             declared = response.headers.get("content-length")
-            spooled = spool(
+            expected = int(declared) if declared and declared.isdigit() else None
+
+            def make_upload() -> MediaUpload:
+                return MediaUpload(
+                    ctx.store.client,
+                    ctx.store.bucket,
+                    key,
+                    content_type=CONTENT_TYPES[file_format],
+                    metadata=metadata,
+                    chunk_bytes=part_size_for(expected, s.s3_multipart_chunk_bytes),
+                    max_concurrency=s.s3_max_concurrency,
+                )
+
+            stored = upload_media(
                 response.iter_bytes(1024 * 1024),
-                expected_length=int(declared) if declared and declared.isdigit() else None,
+                make_upload,
+                expected_length=expected,
                 file_format=file_format,
                 channels=channels,
-                spool_dir=s.spool_dir,
             )
-        try:
-            metadata = {**tags, "file-format": file_format, "partial": str(partial).lower()}
-            if channels is not None:
-                metadata["channels"] = str(channels)
-            if duration is not None:
-                metadata["duration-seconds"] = f"{duration:g}"
-            stored = ctx.store.put_file(
-                key,
-                str(spooled.path),
-                size=spooled.size,
-                sha256_hex=spooled.sha256_hex,
-                crc32_b64=spooled.crc32_b64,
-                content_type=CONTENT_TYPES[file_format],
-                metadata=metadata,
-                chunk_bytes=s.s3_multipart_chunk_bytes,
-                max_concurrency=s.s3_max_concurrency,
-            )
-        finally:
-            spooled.discard()
         ctx.store.verify(stored)
         return StoredPart("media", stored, CONTENT_TYPES[file_format])
 

@@ -139,7 +139,11 @@ def _record_archive(
         row.size_bytes, row.sha256 = part.stored.size, part.stored.sha256_hex
         row.s3_checksum, row.content_type, row.stored_at = part.stored.s3_checksum, part.content_type, now
         session.add(row)
-    primary = next((p for p in result.parts if p.role == "media"), result.parts[0] if result.parts else None)
+    # The item's own columns name its main object: the media of a recording, else the first object
+    # stored. A later transcription does not replace a recording's media there.
+    primary = next((p for p in result.parts if p.role == "media"), None)
+    if primary is None and owned.s3_key is None and result.parts:
+        primary = result.parts[0]
     if primary is not None:
         owned.s3_bucket, owned.s3_key = primary.stored.bucket, primary.stored.key
         owned.size_bytes, owned.sha256 = primary.stored.size, primary.stored.sha256_hex

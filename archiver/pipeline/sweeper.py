@@ -8,6 +8,7 @@ selected ``FOR UPDATE SKIP LOCKED`` so that overlapping sweeps never take the sa
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -17,6 +18,7 @@ from sqlalchemy import or_, select
 from archiver.db.models import ACTIVE_STATES, ArchiveItem
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP
+from archiver.retention import at_risk
 
 log = logging.getLogger(__name__)
 
@@ -57,4 +59,31 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
             break
     if report.enqueued:
         log.info("sweep enqueued %d item(s): %s", report.enqueued, report.by_state)
+    warn_retention_risk(ctx)
     return report
+
+
+_last_risk_warning = 0.0
+RISK_WARNING_INTERVAL = 300.0
+
+
+def warn_retention_risk(ctx: PipelineContext) -> int:
+    """Log (at most every 5 minutes per process) how many recordings are near Bandwidth's deletion."""
+    global _last_risk_warning
+    if time.monotonic() - _last_risk_warning < RISK_WARNING_INTERVAL:
+        return 0
+    with ctx.db.sessionmaker() as session:
+        risk = at_risk(session, ctx.settings, ctx.clock.now(), limit=5)
+    if risk["count"]:
+        _last_risk_warning = time.monotonic()
+        soonest = risk["items"][0]
+        log.warning(
+            "%d recording(s) not archived within %.0f days of Bandwidth's %.0f-day retention; soonest: %s "
+            "(deleted by the provider at %s); see `archiver status`",
+            risk["count"],
+            ctx.settings.retention_margin_days,
+            ctx.settings.retention_days,
+            soonest["ref"],
+            soonest["provider_deletes_at"],
+        )
+    return int(risk["count"])

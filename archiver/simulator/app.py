@@ -62,6 +62,9 @@ class SimulatorConfig:
     twilio_intake_url: str | None = None
     twilio_webhook_format: Literal["form", "json"] = "form"
     duplicate_webhooks: bool = False
+    #: Drop the callbacks the simulator sends on its own (requested transcriptions, completed
+    #: transcripts), as a provider that never calls back.
+    drop_callbacks: bool = False
     tick_seconds: float = 0.25
 
     @property
@@ -104,11 +107,23 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     async def tick() -> dict[str, int]:
         now = world.clock.now()
         delivered = {"transcription_available": 0, "twilio_transcript_available": 0}
+        due_recordings = [
+            r
+            for r in world.recordings.values()
+            if r.transcription is not None
+            and not r.transcription.notified
+            and r.transcription.available_at is not None
+            and r.transcription.available_at <= now
+        ]
+        due_transcripts = [
+            t for t in world.transcripts.values() if not t.notified and t.finished_at <= now and t.live
+        ]
+        if not due_recordings and not due_transcripts:
+            return delivered
         async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
-            for recording in list(world.recordings.values()):
+            for recording in due_recordings:
                 t = recording.transcription
-                if t is None or t.notified or t.available_at is None or t.available_at > now:
-                    continue
+                assert t is not None and t.available_at is not None
                 t.status, t.completed_time, t.notified = "available", t.available_at, True
                 callback = t.callback or {}
                 target = _bandwidth_target(
@@ -117,29 +132,24 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                     callback.get("password"),
                     callback.get("method", "POST"),
                 )
-                if target is not None and recording.live:
+                if config.drop_callbacks:
+                    log.info("dropped transcriptionAvailable for %s (drop_callbacks)", recording.recording_id)
+                elif target is not None and recording.live:
                     body = transcription_available_event(recording, config.bandwidth_base_url)
                     if callback.get("tag"):
                         body["tag"] = callback["tag"]
                     await _send_bandwidth(client, target, body)
                     delivered["transcription_available"] += 1
-            for transcript in list(world.transcripts.values()):
-                if transcript.notified or transcript.finished_at > now or not transcript.live:
-                    continue
+            for transcript in due_transcripts:
                 transcript.notified = True
                 if transcript.fails:
                     continue
                 service = world.services.get(transcript.service_sid)
                 url = (service.webhook_url if service else None) or config.twilio_intake_url
-                if url:
+                if url and not config.drop_callbacks:
                     method = (service.webhook_http_method if service else None) or "POST"
-                    await _send_twilio(
-                        client,
-                        url,
-                        method,
-                        config.twilio_webhook_format,
-                        transcript_available_params(transcript),
-                    )
+                    params = transcript_available_params(transcript)
+                    await _send_twilio(client, url, method, config.twilio_webhook_format, params)
                     delivered["twilio_transcript_available"] += 1
         return delivered
 
@@ -211,6 +221,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     async def reset(_request: Request, body: dict[str, Any]) -> Response:
         world.reset(body.get("seed"))
         fault_state.clear()
+        config.drop_callbacks = False
         return JSONResponse({"ok": True})
 
     async def create_realtime(_request: Request, body: dict[str, Any]) -> Response:
@@ -431,6 +442,10 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         fault_state.rate_limits.update(limits)
         return JSONResponse(fault_state.as_dict())
 
+    async def set_callbacks(_request: Request, body: dict[str, Any]) -> Response:
+        config.drop_callbacks = bool(body.get("drop", False))
+        return JSONResponse({"drop": config.drop_callbacks})
+
     async def get_clock(_request: Request, _body: dict[str, Any]) -> Response:
         return JSONResponse({"now": world.clock.now().isoformat(), "offset_seconds": world.clock.offset})
 
@@ -489,6 +504,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             Route("/admin/faults", admin(get_faults), methods=["GET"]),
             Route("/admin/faults", admin(set_faults), methods=["PUT", "POST"]),
             Route("/admin/rate-limits", admin(set_rate_limits), methods=["PUT", "POST"]),
+            Route("/admin/callbacks", admin(set_callbacks), methods=["PUT"]),
             Route("/admin/clock", admin(get_clock), methods=["GET"]),
             Route("/admin/clock/advance", admin(advance_clock), methods=["POST"]),
             Route("/admin/tick", admin(run_tick), methods=["POST"]),

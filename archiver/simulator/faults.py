@@ -9,7 +9,7 @@ requests, at most ``count`` times (``None``: unlimited). What it does:
 * ``latency_seconds``: wait first;
 * ``reset_after_bytes``: send that much of the body, then drop the connection;
 * ``truncate_to_bytes``: serve only that much, with a matching Content-Length (a short file);
-* ``corrupt``: flip one byte in the middle of the body (same length).
+* ``corrupt``: flip one byte (at ``corrupt_offset``, default the middle) of the body (same length).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class FaultRule:
     reset_after_bytes: int | None = None
     truncate_to_bytes: int | None = None
     corrupt: bool = False
+    corrupt_offset: int | None = None  # default: the middle of the body
     fired: int = 0
 
     @classmethod

@@ -124,7 +124,8 @@ async def _break_body(response: Response, rule: FaultRule) -> Response:
             yield piece
 
     async def corrupted() -> AsyncIterator[bytes]:
-        middle, sent = length // 2, 0
+        middle = rule.corrupt_offset if rule.corrupt_offset is not None else length // 2
+        sent = 0
         async for chunk in _chunks(response):
             piece = chunk
             if sent <= middle < sent + len(chunk):
