@@ -135,6 +135,34 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_twilio_request(args: argparse.Namespace) -> int:
+    from archiver.pipeline.context import PipelineContext
+    from archiver.pipeline.twilio_transcripts import request_transcript
+    from archiver.providers.errors import ProviderError
+    from workers.celery_app import create_celery_app
+    from workers.dispatch import CeleryDispatcher
+
+    settings = _settings()
+    ctx = PipelineContext.from_settings(
+        settings, CeleryDispatcher(create_celery_app(settings, include_tasks=False))
+    )
+    try:
+        sid, item_id = request_transcript(
+            ctx,
+            args.service,
+            media_url=args.media_url,
+            source_sid=args.source_sid,
+            customer_key=args.customer_key,
+        )
+    except (ValueError, ProviderError) as exc:
+        print(f"archiver: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        ctx.close()
+    print(json.dumps({"transcript_sid": sid, "item_id": item_id}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 
@@ -199,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="items per state and dead letters")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+
+    twilio = sub.add_parser("twilio", help="Twilio Conversational Intelligence")
+    twilio_sub = twilio.add_subparsers(dest="twilio_command", required=True)
+    req = twilio_sub.add_parser(
+        "request-transcript", help="ask Twilio for a transcript and archive it when done"
+    )
+    req.add_argument("--service", required=True, help="the Intelligence Service SID (GA…)")
+    source = req.add_mutually_exclusive_group(required=True)
+    source.add_argument("--media-url", help="a media URL Twilio can fetch")
+    source.add_argument("--source-sid", help="a Twilio recording SID (RE…)")
+    req.add_argument("--customer-key", help="your own reference (at most 64 characters)")
+    req.set_defaults(func=cmd_twilio_request)
 
     demo = sub.add_parser("demo", help="run everything locally on embedded defaults with demo traffic")
     demo.add_argument("--transcriptions", type=int, default=20)

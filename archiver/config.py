@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     bandwidth_password: SecretStr | None = None
     bandwidth_base_url: str = "https://voice.bandwidth.com/api/v2"
 
+    # --- Twilio Conversational Intelligence -----------------------------------------------------------
+    twilio_account_sid: str | None = None
+    #: The account's primary auth token: API credentials and the key of webhook signatures.
+    twilio_auth_token: SecretStr | None = None
+    twilio_base_url: str = "https://intelligence.twilio.com"
+    #: Hosts media may be downloaded from (comma-separated; "*.example.com" matches subdomains).
+    #: Default: the host of ARCHIVER_TWILIO_BASE_URL.
+    twilio_media_hosts: str = ""
+    #: Archive redacted sentences, operator results and media (Twilio's Redacted=true).
+    twilio_redacted: bool = False
+    #: How often to look at a transcript that is still queued or in progress.
+    twilio_poll_seconds: float = Field(default=60, gt=0)
+    #: A transcript not completed after this long is dead-lettered.
+    twilio_max_wait_seconds: float = Field(default=24 * 3600, gt=0)
+
     # --- intake ----------------------------------------------------------------------------------------
     intake_username: str | None = None
     intake_password: SecretStr | None = None
@@ -106,7 +121,21 @@ class Settings(BaseSettings):
     #: to the wall clock. Never set in production.
     clock_offset_file: str | None = None
 
-    @field_validator("bandwidth_base_url", "s3_endpoint_url", "public_base_url")
+    @field_validator("twilio_account_sid")
+    @classmethod
+    def _account_sid(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"AC[0-9a-fA-F]{32}", value):
+            raise ValueError("must be AC followed by 32 hex digits")
+        return value
+
+    @property
+    def twilio_media_host_patterns(self) -> list[str]:
+        hosts = [h.strip().lower() for h in self.twilio_media_hosts.split(",") if h.strip()]
+        if not hosts:
+            hosts = [re.sub(r"^https?://([^/:]+).*$", r"\1", self.twilio_base_url).lower()]
+        return hosts
+
+    @field_validator("bandwidth_base_url", "s3_endpoint_url", "public_base_url", "twilio_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -153,7 +182,7 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds, for log redaction."""
         values: list[str] = []
-        for secret in (self.bandwidth_password, self.intake_password):
+        for secret in (self.bandwidth_password, self.intake_password, self.twilio_auth_token):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         for url in (self.database_url, self.broker_url):

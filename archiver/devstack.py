@@ -80,6 +80,8 @@ class LocalStack:
     simulator_password: str = "sim-password-local"  # noqa: S105
     simulator_admin_token: str = "sim-admin-local"  # noqa: S105
     account_id: str = "9900000"
+    twilio_account_sid: str = "AC" + "5" * 32
+    twilio_auth_token: str = "twilio-token-local"  # noqa: S105
     extra_env: dict[str, str] = field(default_factory=dict)
     s3_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
@@ -114,6 +116,10 @@ class LocalStack:
             "ARCHIVER_INTAKE_USERNAME": self.intake_username,
             "ARCHIVER_INTAKE_PASSWORD": self.intake_password,
             "ARCHIVER_PUBLIC_BASE_URL": self.intake_url,
+            "ARCHIVER_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
+            "ARCHIVER_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "ARCHIVER_TWILIO_BASE_URL": self.simulator_url,
+            "ARCHIVER_TWILIO_MEDIA_HOSTS": "127.0.0.1",
             **self.extra_env,
         }
 
@@ -150,6 +156,10 @@ class LocalStack:
             f"{self.intake_url}/webhooks/bandwidth",
             "--intake-username",
             self.intake_username,
+            "--twilio-account-sid",
+            self.twilio_account_sid,
+            "--twilio-intake-url",
+            f"{self.intake_url}/webhooks/twilio",
         ]
         process = ManagedProcess(
             "simulator",
@@ -158,6 +168,7 @@ class LocalStack:
                 "SIMULATOR_PASSWORD": self.simulator_password,
                 "SIMULATOR_ADMIN_TOKEN": self.simulator_admin_token,
                 "SIMULATOR_INTAKE_PASSWORD": self.intake_password,
+                "SIMULATOR_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
             },
             log_path=self.workdir / "simulator.log",
             echo=self.echo,

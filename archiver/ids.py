@@ -21,6 +21,11 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
     # t-3f758f24-...; rejected duplicates carry an s- id.
     "bandwidth_transcription": re.compile(r"^[ts]-[0-9a-zA-Z][0-9a-zA-Z-]{0,98}$"),
     "bandwidth_recording": re.compile(r"^r-[0-9a-zA-Z][0-9a-zA-Z-]{0,98}$"),
+    # Twilio SIDs: two letters and 32 hex digits.
+    "twilio_account": re.compile(r"^AC[0-9a-fA-F]{32}$"),
+    "twilio_service": re.compile(r"^GA[0-9a-fA-F]{32}$"),
+    "twilio_transcript": re.compile(r"^GT[0-9a-fA-F]{32}$"),
+    "twilio_recording": re.compile(r"^RE[0-9a-fA-F]{32}$"),
 }
 
 

@@ -123,11 +123,14 @@ class MediaUpload:
 
     # --- finishing -------------------------------------------------------------------------------
 
-    def finish(self, *, expected_length: int | None, file_format: str, channels: int | None) -> StoredObject:
+    def finish(
+        self, *, expected_length: int | None, file_format: str | None, channels: int | None
+    ) -> StoredObject:
         """Check the body, then complete the upload; raise (and store nothing) if anything is off."""
         if expected_length is not None and self.size != expected_length:
             raise MediaInvalid(f"received {self.size} bytes, Content-Length said {expected_length}")
-        validate_container(bytes(self._header), self.size, file_format, channels)
+        if file_format is not None:
+            validate_container(bytes(self._header), self.size, file_format, channels)
         sha256_hex, crc = self._sha256.hexdigest(), _b64_crc(self._crc)
         metadata = {"sha256": sha256_hex, **self.metadata}
         if self._upload_id is None:
@@ -177,7 +180,7 @@ def upload_media(
     make_upload: Callable[[], MediaUpload],
     *,
     expected_length: int | None,
-    file_format: str,
+    file_format: str | None,
     channels: int | None,
 ) -> StoredObject:
     upload = make_upload()

@@ -35,6 +35,7 @@ TEST_REDIS_URL = os.environ.get("ARCHIVER_TEST_REDIS_URL", "redis://127.0.0.1:63
 SECRETS = {
     "intake_password": "intake-SECRET-7f3a9c",
     "simulator_password": "bandwidth-SECRET-51d2e8",
+    "twilio_auth_token": "twilio-SECRET-0c4d7b",
 }
 
 #: Short waits, so that retries, leases and sweeps happen within a test.
@@ -48,6 +49,7 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_REQUEUE_AFTER_SECONDS": "5",
     "ARCHIVER_LOG_LEVEL": "INFO",
     "ARCHIVER_REQUEST_TRANSCRIPTIONS": "true",
+    "ARCHIVER_TWILIO_POLL_SECONDS": "1",
 }
 
 
@@ -70,6 +72,17 @@ def postgres_url() -> Iterator[str]:
     url = f"{PG_URL_BASE}/{name}"
     upgrade(url)
     yield url
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def fresh_postgres() -> Iterator[str]:
+    """An empty database of its own (no migrations), for tests that must not share the stack's."""
+    name = f"archiver_iso_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    yield f"{PG_URL_BASE}/{name}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -125,6 +138,7 @@ def stack(
         broker_url=TEST_REDIS_URL,
         intake_password=SECRETS["intake_password"],
         simulator_password=SECRETS["simulator_password"],
+        twilio_auth_token=SECRETS["twilio_auth_token"],
         bucket="archiver-test",
         extra_env={**TEST_PIPELINE_ENV, "ARCHIVER_CLOCK_OFFSET_FILE": str(clock_file)},
     )

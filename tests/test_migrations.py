@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 
-import psycopg
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
@@ -15,17 +12,6 @@ from sqlalchemy import create_engine
 from archiver.db.migrate import current_revision_is_head, upgrade
 from archiver.db.models import Base
 from archiver.supervisor import bin_path
-from tests.conftest import PG_ADMIN_DSN, PG_URL_BASE
-
-
-@pytest.fixture
-def fresh_postgres():
-    name = f"archiver_mig_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield f"{PG_URL_BASE}/{name}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def assert_schema_matches_models(url: str) -> None:

@@ -12,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from archiver.config import Settings
+from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemState
+from archiver.db.session import Database
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import Step
 from archiver.pipeline.events import record_event
@@ -35,7 +37,16 @@ class ShiftedClock:
 
 
 @pytest.fixture
-def local_ctx(e2e, postgres_url):
+def db(fresh_postgres):
+    """A database of its own: the session's worker and beat must not act on these items."""
+    upgrade(fresh_postgres)
+    database = Database(fresh_postgres)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def local_ctx(e2e, db):
     stack, simulator, _clock = e2e
 
     def make(**overrides):
@@ -44,7 +55,7 @@ def local_ctx(e2e, postgres_url):
             for k, v in stack.env().items()
             if k.startswith("ARCHIVER_")
         }
-        env.update({"database_url": postgres_url, "broker_url": SPARE_BROKER, **overrides})
+        env.update({"database_url": db.url, "broker_url": SPARE_BROKER, **overrides})
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             os.environ.setdefault(key, stack.env()[key])
         settings = Settings(**env)
@@ -135,13 +146,14 @@ def test_recordings_near_bandwidth_retention_are_reported_and_logged(local_ctx, 
                 created_at=now, updated_at=now, due_at=now + timedelta(hours=1),
                 provider_completed_at=now - timedelta(days=days),
             ))  # fmt: skip
-    out = subprocess.run([bin_path("archiver"), "status", "--json"], env={**os.environ, **stack.env()},
+    status_env = {**os.environ, **stack.env(), "ARCHIVER_DATABASE_URL": db.url}
+    out = subprocess.run([bin_path("archiver"), "status", "--json"], env=status_env,
                          capture_output=True, text=True, check=True)  # fmt: skip
     risk = json.loads(out.stdout)["retention_at_risk"]
     assert risk["count"] == 2  # 25 and 29.5 days old: within 7 days of the 30-day limit
     assert [e["ref"].rsplit("/", 1)[-1] for e in risk["items"]] == ["r-risk-2", "r-risk-0"]
     assert 11 <= risk["items"][0]["hours_left"] <= 13
-    text = subprocess.run([bin_path("archiver"), "status"], env={**os.environ, **stack.env()},
+    text = subprocess.run([bin_path("archiver"), "status"], env=status_env,
                           capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert "Recordings at retention risk" in text and "r-risk-2" in text
     with caplog.at_level(logging.WARNING, logger="archiver.pipeline.sweeper"):

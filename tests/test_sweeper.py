@@ -1,5 +1,6 @@
 """The sweeper on PostgreSQL: overlapping sweeps never take the same rows (SKIP LOCKED), and only
-due, unleased, not-recently-enqueued items are taken. Messages are counted in a real Redis queue."""
+due, unleased, not-recently-enqueued items are taken. Messages are counted in a real Redis queue.
+A database of its own: the session's beat must not sweep these rows too."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import redis
 
 from archiver.clock import SystemClock
 from archiver.config import Settings
+from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemState
+from archiver.db.session import Database
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_DELETIONS, QUEUE_LIVE
 from archiver.pipeline.sweeper import sweep_due_items
-from tests.conftest import truncate_all
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
 
@@ -23,11 +25,18 @@ SWEEP_BROKER = "redis://127.0.0.1:6379/8"
 
 
 @pytest.fixture
-def sweep_ctx(db, postgres_url):
-    truncate_all(db)
+def db(fresh_postgres):
+    upgrade(fresh_postgres)
+    database = Database(fresh_postgres)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def sweep_ctx(db):
     broker = redis.Redis.from_url(SWEEP_BROKER)
     broker.flushdb()
-    settings = Settings(database_url=postgres_url, broker_url=SWEEP_BROKER, sweep_batch_size=7)
+    settings = Settings(database_url=db.url, broker_url=SWEEP_BROKER, sweep_batch_size=7)
     app = create_celery_app(settings, include_tasks=False)
     ctx = PipelineContext(settings=settings, db=db, clock=SystemClock(), dispatcher=CeleryDispatcher(app))
     yield ctx, broker

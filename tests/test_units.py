@@ -285,3 +285,71 @@ def test_recording_events_map_to_actions():
         parse_bandwidth_event(
             json.dumps({**base, "eventType": "recordingAvailable", "recordingId": "r-../x"}).encode()
         )
+
+
+# --- Twilio signatures (CONTRACTS.md §2.6) -----------------------------------------------------------
+
+
+def _sign(token, url, params):
+    import base64
+    import hashlib
+    import hmac
+
+    payload = url + "".join(name + params[name] for name in sorted(params))
+    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+
+
+def test_twilio_signature_with_and_without_the_default_port():
+    from archiver.intake.twilio import signature_valid
+
+    params = {"transcript_sid": "GT" + "1" * 32, "account_sid": "AC" + "2" * 32}
+    form = {k: [v] for k, v in params.items()}
+    url = "https://archiver.example.com/webhooks/twilio"
+    assert signature_valid("tok", url, form, _sign("tok", url, params), None)
+    assert signature_valid(
+        "tok", url, form, _sign("tok", "https://archiver.example.com:443/webhooks/twilio", params), None
+    )
+    assert signature_valid(
+        "tok", "https://archiver.example.com:443/webhooks/twilio", form, _sign("tok", url, params), None
+    )
+    assert not signature_valid("tok", url, form, _sign("other-token", url, params), None)
+    assert not signature_valid(
+        "tok", url, form, _sign("tok", url, {**params, "transcript_sid": "GT" + "3" * 32}), None
+    )
+    assert not signature_valid("tok", url, form, None, None)
+    assert not signature_valid("tok", url, form, "", None)
+
+
+def test_twilio_json_signature_binds_the_body_through_body_sha256():
+    import hashlib
+
+    from archiver.intake.twilio import signature_valid
+
+    body = b'{"transcript_sid": "GT11111111111111111111111111111111"}'
+    url = f"https://archiver.example.com/webhooks/twilio?bodySHA256={hashlib.sha256(body).hexdigest()}"
+    good = _sign("tok", url, {})
+    assert signature_valid("tok", url, {}, good, body)
+    assert not signature_valid("tok", url, {}, good, body + b" ")  # the body changed
+    unsigned = "https://archiver.example.com/webhooks/twilio?bodySHA256=" + "0" * 64
+    assert not signature_valid("tok", unsigned, {}, _sign("tok", unsigned, {}), body)
+
+
+def test_twilio_sids_and_media_hosts():
+    from archiver.providers.twilio import host_allowed
+
+    for kind, good in (
+        ("twilio_transcript", "GT" + "a" * 32),
+        ("twilio_account", "AC" + "0" * 32),
+        ("twilio_service", "GA" + "F" * 32),
+        ("twilio_recording", "RE" + "9" * 32),
+    ):
+        assert validate(kind, good) == good
+        with pytest.raises(InvalidId):
+            validate(kind, good[:-1])
+        with pytest.raises(InvalidId):
+            validate(kind, good[:2] + "g" * 32)
+    assert host_allowed("https://media.twiliocdn.com/a.wav?sig=1", ["media.twiliocdn.com"])
+    assert host_allowed("https://x.cdn.example/a.wav", ["*.cdn.example"])
+    assert not host_allowed("https://cdn.example.evil/a.wav", ["*.cdn.example"])
+    assert not host_allowed("https://127.0.0.1:9/a.wav", ["media.twiliocdn.com"])
+    assert not host_allowed("file:///etc/passwd", ["media.twiliocdn.com"])

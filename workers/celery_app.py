@@ -22,6 +22,7 @@ from archiver.pipeline.dispatch import (
     QUEUE_LIVE,
     QUEUE_MAINTENANCE,
     QUEUES,
+    REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
     SWEEP_TASK_NAME,
     TASK_NAMES,
 )
@@ -33,6 +34,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     app = Celery("archiver", include=["workers.tasks"] if include_tasks else [])
     routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}
     routes[SWEEP_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
+    routes[REQUEST_TWILIO_TRANSCRIPT_TASK_NAME] = {"queue": QUEUE_LIVE}
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,

@@ -16,9 +16,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from archiver.config import get_settings
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import SWEEP_TASK_NAME, TASK_NAMES, Step
+from archiver.pipeline.dispatch import (
+    QUEUE_LIVE,
+    REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
+    SWEEP_TASK_NAME,
+    TASK_NAMES,
+    Step,
+)
 from archiver.pipeline.steps import Outcome, run_step
 from archiver.pipeline.sweeper import sweep_due_items
+from archiver.pipeline.twilio_transcripts import request_transcript
 from workers import app
 from workers.dispatch import CeleryDispatcher
 
@@ -107,6 +114,20 @@ def request_deletion(self: StepTask, item_id: int, ref: str = "") -> dict[str, A
 def confirm_purge(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """After the purge window, check that the provider no longer serves the artifact."""
     return self.run_item_step(item_id)
+
+
+@app.task(name=REQUEST_TWILIO_TRANSCRIPT_TASK_NAME, acks_late=True, ignore_result=True, queue=QUEUE_LIVE)
+def request_twilio_transcript(
+    service_sid: str,
+    media_url: str | None = None,
+    source_sid: str | None = None,
+    customer_key: str | None = None,
+) -> dict[str, Any]:
+    """Ask Twilio to transcribe a recording or a media URL, and track the transcript to its archive."""
+    sid, item_id = request_transcript(
+        pipeline_context(), service_sid, media_url=media_url, source_sid=source_sid, customer_key=customer_key
+    )
+    return {"transcript_sid": sid, "item_id": item_id}
 
 
 @app.task(name=SWEEP_TASK_NAME, acks_late=True, ignore_result=True)

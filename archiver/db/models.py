@@ -46,11 +46,13 @@ class Base(DeclarativeBase):
 
 class Provider(enum.StrEnum):
     BANDWIDTH = "bandwidth"
+    TWILIO = "twilio"
 
 
 class ArtifactKind(enum.StrEnum):
     REALTIME_TRANSCRIPTION = "realtime_transcription"
     RECORDING = "recording"
+    TRANSCRIPT = "transcript"  # a Twilio Conversational Intelligence transcript
 
 
 class TranscriptionState(enum.StrEnum):

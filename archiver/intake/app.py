@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import logging
 from collections.abc import Callable
 
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
+from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.events import AcceptedEvent, record_event
 
@@ -99,6 +101,10 @@ def create_app(ctx: PipelineContext) -> Starlette:
                 expected_account,
             )
             return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
+        return await store(event)
+
+    async def store(event: AcceptedEvent) -> Response:
+        """Commit the event and its item, then answer: durable before the 2xx."""
         try:
             recorded, item_id = await run_in_threadpool(record_event, ctx, event)
         except DBAPIError as exc:
@@ -107,6 +113,31 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(503, "unavailable", "the archive database is unavailable; try again")
         log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
+
+    async def twilio_webhook(request: Request) -> Response:
+        if settings.twilio_auth_token is None:
+            return error(404, "not_configured", "Twilio is not configured here (ARCHIVER_TWILIO_AUTH_TOKEN)")
+        try:
+            raw = await read_body_limited(request, settings.intake_max_body_bytes)
+            fields, signed, json_body = fields_from(
+                request.headers.get("content-type", ""), raw, dict(request.query_params)
+            )
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
+        base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
+        url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        token = settings.twilio_auth_token.get_secret_value()
+        if not signature_valid(token, url, signed, request.headers.get("x-twilio-signature"), json_body):
+            return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
+        try:
+            event = parse_twilio_event(
+                fields, raw.decode("utf-8", "replace") or json.dumps(fields), settings.twilio_account_sid
+            )
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
+        if event is None:
+            return Response(status_code=204, headers={"X-Archiver-Event": "ignored"})
+        return await store(event)
 
     async def bandwidth_webhook(request: Request) -> Response:
         if request.method == "GET":
@@ -136,6 +167,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
     return Starlette(
         routes=[
             Route("/webhooks/bandwidth", bandwidth_webhook, methods=["GET", "POST"]),
+            Route("/webhooks/twilio", twilio_webhook, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},

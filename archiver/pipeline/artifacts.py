@@ -81,6 +81,8 @@ def deletion_scope(kind: str, policy: str) -> str | None:
         return None
     if kind == ArtifactKind.RECORDING:
         return "recording" if policy == "delete" else "media"
+    if kind == ArtifactKind.TRANSCRIPT:
+        return "transcript" if policy == "delete" else None
     return "transcription" if policy == "delete" else None
 
 
@@ -93,7 +95,7 @@ def register(kind: str, handler: ArtifactHandler) -> None:
 
 def handler_for(kind: str) -> ArtifactHandler:
     # Import the handler modules so that they register themselves.
-    from archiver.pipeline import realtime_transcriptions, recordings  # noqa: F401
+    from archiver.pipeline import realtime_transcriptions, recordings, twilio_transcripts  # noqa: F401
 
     try:
         return _HANDLERS[kind]

@@ -14,6 +14,7 @@ from archiver.db.session import Database
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
+from archiver.providers.twilio import TwilioClient
 from archiver.storage import ObjectStore, make_s3_client
 
 
@@ -25,6 +26,7 @@ class PipelineContext:
     dispatcher: Dispatcher
     _bandwidth: BandwidthClient | None = field(default=None, repr=False)
     _store: ObjectStore | None = field(default=None, repr=False)
+    _twilio: TwilioClient | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, dispatcher: Dispatcher) -> PipelineContext:
@@ -50,6 +52,23 @@ class PipelineContext:
                 clock=self.clock,
             )
         return self._bandwidth
+
+    @property
+    def twilio(self) -> TwilioClient:
+        if self._twilio is None:
+            s = self.settings
+            s.require("twilio_account_sid", "twilio_auth_token")
+            assert s.twilio_account_sid is not None and s.twilio_auth_token is not None
+            self._twilio = TwilioClient(
+                base_url=s.twilio_base_url,
+                account_sid=s.twilio_account_sid,
+                auth_token=s.twilio_auth_token.get_secret_value(),
+                media_hosts=s.twilio_media_host_patterns,
+                connect_timeout=s.http_connect_timeout_seconds,
+                read_timeout=s.http_read_timeout_seconds,
+                clock=self.clock,
+            )
+        return self._twilio
 
     @property
     def store(self) -> ObjectStore:
@@ -78,4 +97,6 @@ class PipelineContext:
     def close(self) -> None:
         if self._bandwidth is not None:
             self._bandwidth.close()
+        if self._twilio is not None:
+            self._twilio.close()
         self.db.dispose()

@@ -25,6 +25,7 @@ TASK_NAMES: dict[Step, str] = {
     Step.CONFIRM_PURGE: "archiver.confirm_purge",
 }
 SWEEP_TASK_NAME = "archiver.sweep_due_items"
+REQUEST_TWILIO_TRANSCRIPT_TASK_NAME = "archiver.request_twilio_transcript"
 
 QUEUE_LIVE = "archiver.live"
 QUEUE_DELETIONS = "archiver.deletions"

@@ -13,7 +13,14 @@ from enum import StrEnum
 
 from sqlalchemy import select
 
-from archiver.db.models import ArchiveItem, ItemHistory, ItemState, TranscriptionState, WebhookEvent
+from archiver.db.models import (
+    ArchiveItem,
+    ArtifactKind,
+    ItemHistory,
+    ItemState,
+    TranscriptionState,
+    WebhookEvent,
+)
 from archiver.db.session import UnitOfWork
 from archiver.db.upsert import insert_ignore
 from archiver.pipeline.context import PipelineContext
@@ -92,6 +99,13 @@ def record_event(ctx: PipelineContext, event: AcceptedEvent) -> tuple[Recorded, 
         return Recorded.NEW, item.id
 
 
+def _later_seconds(ctx: PipelineContext, kind: str) -> float:
+    """When an item announced "for later" is first looked at (absent the event that wakes it)."""
+    if kind == ArtifactKind.TRANSCRIPT:
+        return ctx.settings.twilio_poll_seconds  # a requested Twilio transcript: poll its status
+    return ctx.settings.recording_available_wait_seconds  # recordComplete: wait for recordingAvailable
+
+
 def _get_or_create_item(
     uow: UnitOfWork, ctx: PipelineContext, announced: AnnouncedItem, now: datetime
 ) -> ArchiveItem:
@@ -108,9 +122,7 @@ def _get_or_create_item(
             "provider_id": announced.provider_id,
             "call_id": announced.call_id,
             "state": (ItemState.REJECTED if rejected else ItemState.PENDING).value,
-            "due_at": now + timedelta(seconds=ctx.settings.recording_available_wait_seconds)
-            if later
-            else None,
+            "due_at": now + timedelta(seconds=_later_seconds(ctx, announced.kind)) if later else None,
             "partial": announced.partial,
             "attempts": 0,
             "deletion_requests": 0,

@@ -18,13 +18,8 @@ import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
-from archiver.providers.errors import (
-    NotFound,
-    ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
-)
-from archiver.providers.retry_after import parse_retry_after
+from archiver.providers.errors import NotFound, ProviderUnavailable
+from archiver.providers.http import raise_for_response
 
 log = logging.getLogger(__name__)
 
@@ -212,14 +207,4 @@ class BandwidthClient:
         self._raise_for(response, method, url)
 
     def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
-        status = response.status_code
-        detail = _describe_error(response)
-        message = f"{method} {url}: HTTP {status} {detail}"
-        if status == 429:
-            delay = parse_retry_after(response.headers.get("retry-after"), self._clock.now())
-            raise RateLimited(message, retry_after=delay)
-        if status >= 500:
-            raise ProviderUnavailable(message, status=status)
-        if status == 404:
-            raise NotFound(message, status=status)
-        raise ProviderRejected(message, status=status)
+        raise_for_response(response, method, url, self._clock, _describe_error)

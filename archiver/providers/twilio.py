@@ -1,0 +1,186 @@
+"""Twilio Conversational Intelligence v2 client (httpx, Basic auth with the account SID and auth
+token, form-encoded requests, explicit timeouts).
+
+Lists are followed by ``meta.next_page_url``, but only while it stays on the configured base URL.
+Media URLs are fetched without credentials, and only from the configured media hosts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+
+from archiver.clock import Clock, SystemClock
+from archiver.ids import validate
+from archiver.providers.bandwidth import DeleteOutcome, FetchedDocument
+from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable
+from archiver.providers.http import raise_for_response, timeouts
+
+log = logging.getLogger(__name__)
+
+RATE_HEADERS = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-config")
+
+
+def describe_twilio_error(response: httpx.Response) -> str:
+    """Both error shapes: legacy ``{code, message, more_info, status}`` and RFC 9457."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        code = body.get("code")
+        message = body.get("message") or body.get("detail") or body.get("title")
+        return f"{code}: {message}" if code else str(message)
+    return response.text[:200]
+
+
+def host_allowed(url: str, patterns: list[str]) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        return False
+    return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
+
+
+class TwilioClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        account_sid: str,
+        auth_token: str,
+        media_hosts: list[str],
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.account_sid = validate("twilio_account", account_sid)
+        self.media_hosts = media_hosts
+        self._clock = clock or SystemClock()
+        limits = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+        self._http = httpx.Client(
+            auth=httpx.BasicAuth(account_sid, auth_token),
+            timeout=timeouts(connect_timeout, read_timeout),
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": "call-archiver"},
+        )
+        # Media lives elsewhere (pre-signed URLs): never send the account's credentials there.
+        self._media = httpx.Client(
+            timeout=timeouts(connect_timeout, read_timeout),
+            limits=limits,
+            transport=transport,
+            follow_redirects=False,
+            headers={"User-Agent": "call-archiver"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+        self._media.close()
+
+    def transcript_url(self, sid: str) -> str:
+        return f"{self.base_url}/v2/Transcripts/{validate('twilio_transcript', sid)}"
+
+    # --- operations -------------------------------------------------------------------------------
+
+    def get_transcript(self, sid: str) -> FetchedDocument:
+        return self._get_json(self.transcript_url(sid))
+
+    def create_transcript(
+        self, service_sid: str, channel: dict[str, Any], customer_key: str | None
+    ) -> FetchedDocument:
+        form = {"ServiceSid": validate("twilio_service", service_sid), "Channel": json.dumps(channel)}
+        if customer_key:
+            form["CustomerKey"] = customer_key
+        response = self._request("POST", f"{self.base_url}/v2/Transcripts", data=form)
+        return FetchedDocument(response.content, response.headers.get("content-type", ""), response.json())
+
+    def delete_transcript(self, sid: str) -> DeleteOutcome:
+        try:
+            self._request("DELETE", self.transcript_url(sid))
+        except NotFound:
+            return DeleteOutcome.ALREADY_GONE
+        return DeleteOutcome.DELETED
+
+    def transcript_exists(self, sid: str) -> bool:
+        try:
+            self._request("GET", self.transcript_url(sid))
+        except NotFound:
+            return False
+        return True
+
+    def pages(self, path: str, key: str, params: dict[str, str]) -> Iterator[list[Any]]:
+        """Every page of a list, following ``meta.next_page_url`` verbatim while it stays on our host."""
+        url: str | None = f"{self.base_url}{path}?{urlencode(params)}"
+        while url:
+            if not url.startswith(self.base_url + "/"):
+                raise ProviderRejected(f"next_page_url {url!r} leaves {self.base_url}")
+            data = self._get_json(url).data
+            items = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise ProviderUnavailable(f"GET {url}: no {key!r} list in the page")
+            yield items
+            meta = data.get("meta") or {}
+            url = meta.get("next_page_url") or data.get("next_page_uri")
+            if url and url.startswith("/"):
+                url = self.base_url + url
+
+    def media_url(self, sid: str, redacted: bool) -> str | None:
+        data = self._get_json(f"{self.transcript_url(sid)}/Media?Redacted={str(redacted).lower()}").data
+        url = data.get("media_url") if isinstance(data, dict) else None
+        return url if isinstance(url, str) and url else None
+
+    @contextmanager
+    def stream_media(self, url: str) -> Iterator[httpx.Response]:
+        shown = url.split("?", maxsplit=1)[0]  # the query of a pre-signed URL is a credential
+        if not host_allowed(url, self.media_hosts):
+            raise ProviderRejected(f"media_url host of {shown!r} is not in ARCHIVER_TWILIO_MEDIA_HOSTS")
+        try:
+            with self._media.stream("GET", url) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    self._raise_for(response, "GET", shown)
+                yield response
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"GET {shown}: {type(exc).__name__}: {exc}") from exc
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def _get_json(self, url: str) -> FetchedDocument:
+        response = self._request("GET", url)
+        try:
+            data = json.loads(response.content)
+        except ValueError as exc:
+            raise ProviderUnavailable(f"GET {url}: body is not JSON", status=response.status_code) from exc
+        return FetchedDocument(
+            response.content, response.headers.get("content-type", "application/json"), data
+        )
+
+    def _request(self, method: str, url: str, data: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, data=data)
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        rate = {h: response.headers[h] for h in RATE_HEADERS if h in response.headers}
+        if rate:
+            log.log(
+                logging.INFO if response.status_code == 429 else logging.DEBUG,
+                "twilio rate limit %s: %s",
+                url,
+                rate,
+            )
+        if 200 <= response.status_code < 300:
+            return response
+        self._raise_for(response, method, url)
+
+    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
+        raise_for_response(response, method, url, self._clock, describe_twilio_error)
