@@ -87,6 +87,15 @@ def fresh_postgres() -> Iterator[str]:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture
+def isolated_db(fresh_postgres: str) -> Iterator[Database]:
+    """A migrated database of its own, which the session's worker and beat never touch."""
+    upgrade(fresh_postgres)
+    database = Database(fresh_postgres)
+    yield database
+    database.dispose()
+
+
 @pytest.fixture(scope="session")
 def db(postgres_url: str) -> Iterator[Database]:
     database = Database(postgres_url)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.db.models import ArchiveItem, ItemHistory, TranscriptSegment, WebhookEvent
+from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, TranscriptSegment, WebhookEvent
 from archiver.db.session import Database
 from tests.conftest import wait_for
 
@@ -59,6 +59,15 @@ def segments(db: Database, item_id: int) -> list[TranscriptSegment]:
                 .order_by(TranscriptSegment.position)
             )
         )
+
+
+def objects(db: Database, item_id: int) -> dict[str, ArchivedObject]:
+    """The item's archived objects by role."""
+    with db.sessionmaker() as session:
+        return {
+            o.role: o
+            for o in session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id))
+        }
 
 
 def events(db: Database) -> list[WebhookEvent]:

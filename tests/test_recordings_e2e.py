@@ -10,11 +10,10 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
 
-from archiver.db.models import ArchivedObject, ItemState
+from archiver.db.models import ItemState
 from tests.conftest import wait_for
-from tests.helpers import history, item_by_provider_id, segments, wait_state
+from tests.helpers import history, item_by_provider_id, objects, segments, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -23,14 +22,6 @@ def add_recording(simulator, **options):
     response = simulator.client.post("/admin/recordings", json={"count": 1, **options})
     response.raise_for_status()
     return response.json()["created"][0]
-
-
-def objects(db, item_id):
-    with db.sessionmaker() as session:
-        return {
-            o.role: o
-            for o in session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id))
-        }
 
 
 def media_bytes(_stack, rec):

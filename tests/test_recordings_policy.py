@@ -12,9 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from archiver.config import Settings
-from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemState
-from archiver.db.session import Database
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import Step
 from archiver.pipeline.events import record_event
@@ -37,12 +35,9 @@ class ShiftedClock:
 
 
 @pytest.fixture
-def db(fresh_postgres):
+def db(isolated_db):
     """A database of its own: the session's worker and beat must not act on these items."""
-    upgrade(fresh_postgres)
-    database = Database(fresh_postgres)
-    yield database
-    database.dispose()
+    return isolated_db
 
 
 @pytest.fixture

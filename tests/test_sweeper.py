@@ -12,9 +12,7 @@ import redis
 
 from archiver.clock import SystemClock
 from archiver.config import Settings
-from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemState
-from archiver.db.session import Database
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_DELETIONS, QUEUE_LIVE
 from archiver.pipeline.sweeper import sweep_due_items
@@ -25,11 +23,9 @@ SWEEP_BROKER = "redis://127.0.0.1:6379/8"
 
 
 @pytest.fixture
-def db(fresh_postgres):
-    upgrade(fresh_postgres)
-    database = Database(fresh_postgres)
-    yield database
-    database.dispose()
+def db(isolated_db):
+    """A database of its own: the session's worker and beat must not act on these items."""
+    return isolated_db
 
 
 @pytest.fixture

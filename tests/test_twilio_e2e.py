@@ -17,20 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, WebhookEvent
+from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.supervisor import bin_path
 from tests.conftest import SECRETS, wait_for
-from tests.helpers import count, segments, wait_state
+from tests.helpers import count, objects, segments, wait_state
 
 pytestmark = pytest.mark.e2e
-
-
-def objects(db, item_id):
-    with db.sessionmaker() as session:
-        return {
-            o.role: o
-            for o in session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id))
-        }
 
 
 def s3_body(stack, obj):

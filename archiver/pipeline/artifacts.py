@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from archiver.db.models import ArtifactKind, ItemState
 from archiver.pipeline.retry import NotReady
-from archiver.providers.bandwidth import DeleteOutcome
+from archiver.providers.http import DeleteOutcome
 from archiver.storage import StoredObject
 
 __all__ = ["ArchiveResult", "ArtifactHandler", "NotReady", "NothingToArchive", "Segment", "StoredPart"]

@@ -13,7 +13,7 @@ from archiver.db.models import ArtifactKind
 from archiver.ids import validate
 from archiver.pipeline.artifacts import ArchiveResult, Segment, StoredPart, register
 from archiver.pipeline.retry import PermanentStepError
-from archiver.providers.bandwidth import DeleteOutcome
+from archiver.providers.http import DeleteOutcome
 from archiver.storage import bandwidth_call_key
 
 if TYPE_CHECKING:

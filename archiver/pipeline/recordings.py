@@ -31,8 +31,8 @@ from archiver.pipeline.artifacts import (
     register,
 )
 from archiver.pipeline.retry import PermanentStepError
-from archiver.providers.bandwidth import DeleteOutcome
 from archiver.providers.errors import ProviderRejected
+from archiver.providers.http import DeleteOutcome
 from archiver.storage import bandwidth_call_key
 from archiver.timestamps import parse_timestamp
 

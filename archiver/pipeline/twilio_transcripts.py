@@ -26,7 +26,7 @@ from archiver.pipeline.artifacts import (
     register,
 )
 from archiver.pipeline.retry import PermanentStepError
-from archiver.providers.bandwidth import DeleteOutcome
+from archiver.providers.http import DeleteOutcome
 from archiver.storage import object_key
 from archiver.timestamps import parse_timestamp
 

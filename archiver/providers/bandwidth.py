@@ -6,36 +6,20 @@ is never fetched. Responses are classified into :mod:`archiver.providers.errors`
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, NoReturn
 
 import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
-from archiver.providers.errors import NotFound, ProviderUnavailable
-from archiver.providers.http import raise_for_response
+from archiver.providers.errors import NotFound
+from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
+
+__all__ = ["BandwidthClient", "DeleteOutcome", "FetchedDocument"]
 
 log = logging.getLogger(__name__)
-
-
-class DeleteOutcome(StrEnum):
-    DELETED = "deleted"
-    ALREADY_GONE = "already_gone"
-
-
-@dataclass(frozen=True)
-class FetchedDocument:
-    """A provider response body exactly as served, and its parsed JSON."""
-
-    body: bytes
-    content_type: str
-    data: Any
 
 
 def _describe_error(response: httpx.Response) -> str:
@@ -49,7 +33,9 @@ def _describe_error(response: httpx.Response) -> str:
     return response.text[:200]
 
 
-class BandwidthClient:
+class BandwidthClient(ProviderHttp):
+    describe_error = staticmethod(_describe_error)
+
     def __init__(
         self,
         *,
@@ -65,7 +51,7 @@ class BandwidthClient:
         self._clock = clock or SystemClock()
         self._http = httpx.Client(
             auth=httpx.BasicAuth(username, password),
-            timeout=httpx.Timeout(read_timeout, connect=connect_timeout, pool=connect_timeout),
+            timeout=timeouts(connect_timeout, read_timeout),
             limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
             transport=transport,
             follow_redirects=False,
@@ -105,14 +91,8 @@ class BandwidthClient:
     def stream_media(self, account_id: str, call_id: str, recording_id: str) -> Iterator[httpx.Response]:
         """The media response, streaming; errors are raised before the body is read."""
         url = self.recording_url(account_id, call_id, recording_id) + "/media"
-        try:
-            with self._http.stream("GET", url) as response:
-                if not 200 <= response.status_code < 300:
-                    response.read()
-                    self._raise_for(response, "GET", url)
-                yield response
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"GET {url}: {type(exc).__name__}: {exc}") from exc
+        with self._stream(self._http, url, url) as response:
+            yield response
 
     def request_transcription(
         self,
@@ -133,7 +113,7 @@ class BandwidthClient:
             "password": password,
             "tag": recording_id,
         }
-        self._request("POST", url, json_body=body)
+        self._request("POST", url, json=body)
 
     def delete_recording(self, account_id: str, call_id: str, recording_id: str) -> DeleteOutcome:
         """Deletes metadata, media and transcription (204); 404: already gone."""
@@ -169,42 +149,3 @@ class BandwidthClient:
         return self._exists(self.realtime_transcription_url(account_id, call_id, transcription_id))
 
     # --- plumbing -----------------------------------------------------------------------------------
-
-    def _get_json(self, url: str) -> FetchedDocument:
-        response = self._request("GET", url)
-        try:
-            data = json.loads(response.content)
-        except ValueError as exc:
-            raise ProviderUnavailable(f"GET {url}: body is not JSON", status=response.status_code) from exc
-        return FetchedDocument(
-            body=response.content,
-            content_type=response.headers.get("content-type", "application/json"),
-            data=data,
-        )
-
-    def _delete(self, url: str) -> DeleteOutcome:
-        """DELETE answers 200 (real-time transcriptions, as documented) or 204; 404: already gone."""
-        try:
-            self._request("DELETE", url)
-        except NotFound:
-            return DeleteOutcome.ALREADY_GONE
-        return DeleteOutcome.DELETED
-
-    def _exists(self, url: str) -> bool:
-        try:
-            self._request("GET", url)
-        except NotFound:
-            return False
-        return True
-
-    def _request(self, method: str, url: str, json_body: object = None) -> httpx.Response:
-        try:
-            response = self._http.request(method, url, json=json_body)
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        if 200 <= response.status_code < 300:
-            return response
-        self._raise_for(response, method, url)
-
-    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
-        raise_for_response(response, method, url, self._clock, _describe_error)

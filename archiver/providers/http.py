@@ -1,15 +1,39 @@
-"""Classifying provider HTTP responses into :mod:`archiver.providers.errors` (shared by clients)."""
+"""HTTP plumbing shared by the provider clients: requests, JSON documents, deletes, existence
+checks and streams, with every response classified into :mod:`archiver.providers.errors` in one
+place."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import NoReturn
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, NoReturn
 
 import httpx
 
 from archiver.clock import Clock
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
+
+
+class DeleteOutcome(StrEnum):
+    DELETED = "deleted"
+    ALREADY_GONE = "already_gone"
+
+
+@dataclass(frozen=True)
+class FetchedDocument:
+    """A provider response body exactly as served, and its parsed JSON."""
+
+    body: bytes
+    content_type: str
+    data: Any
+
+
+def timeouts(connect: float, read: float) -> httpx.Timeout:
+    return httpx.Timeout(read, connect=connect, pool=connect)
 
 
 def raise_for_response(
@@ -27,5 +51,66 @@ def raise_for_response(
     raise ProviderRejected(message, status=status)
 
 
-def timeouts(connect: float, read: float) -> httpx.Timeout:
-    return httpx.Timeout(read, connect=connect, pool=connect)
+class ProviderHttp:
+    """Base of the provider clients. Subclasses set ``_http``, ``_clock`` and ``describe_error``."""
+
+    _http: httpx.Client
+    _clock: Clock
+
+    @staticmethod
+    def describe_error(response: httpx.Response) -> str:
+        return response.text[:200]
+
+    def _on_response(self, response: httpx.Response, url: str) -> None:
+        """A hook for every response (Twilio logs its rate-limit headers)."""
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        self._on_response(response, url)
+        if 200 <= response.status_code < 300:
+            return response
+        self._raise_for(response, method, url)
+
+    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
+        raise_for_response(response, method, url, self._clock, self.describe_error)
+
+    def _get_json(self, url: str) -> FetchedDocument:
+        response = self._request("GET", url)
+        try:
+            data = json.loads(response.content)
+        except ValueError as exc:
+            raise ProviderUnavailable(f"GET {url}: body is not JSON", status=response.status_code) from exc
+        return FetchedDocument(
+            response.content, response.headers.get("content-type", "application/json"), data
+        )
+
+    def _delete(self, url: str) -> DeleteOutcome:
+        """A DELETE answered 2xx (200 or 204 alike) deleted it; 404 means it was already gone."""
+        try:
+            self._request("DELETE", url)
+        except NotFound:
+            return DeleteOutcome.ALREADY_GONE
+        return DeleteOutcome.DELETED
+
+    def _exists(self, url: str) -> bool:
+        try:
+            self._request("GET", url)
+        except NotFound:
+            return False
+        return True
+
+    @contextmanager
+    def _stream(self, client: httpx.Client, url: str, shown: str) -> Iterator[httpx.Response]:
+        """A streaming GET whose errors are raised before the body is read (``shown``: the URL as
+        it may appear in messages)."""
+        try:
+            with client.stream("GET", url) as response:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    self._raise_for(response, "GET", shown)
+                yield response
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"GET {shown}: {type(exc).__name__}: {exc}") from exc

@@ -11,16 +11,15 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
-from archiver.providers.bandwidth import DeleteOutcome, FetchedDocument
-from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable
-from archiver.providers.http import raise_for_response, timeouts
+from archiver.providers.errors import ProviderRejected, ProviderUnavailable
+from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,9 @@ def host_allowed(url: str, patterns: list[str]) -> bool:
     return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
 
 
-class TwilioClient:
+class TwilioClient(ProviderHttp):
+    describe_error = staticmethod(describe_twilio_error)
+
     def __init__(
         self,
         *,
@@ -105,18 +106,11 @@ class TwilioClient:
         return FetchedDocument(response.content, response.headers.get("content-type", ""), response.json())
 
     def delete_transcript(self, sid: str) -> DeleteOutcome:
-        try:
-            self._request("DELETE", self.transcript_url(sid))
-        except NotFound:
-            return DeleteOutcome.ALREADY_GONE
-        return DeleteOutcome.DELETED
+        """204 deleted; 404 already gone."""
+        return self._delete(self.transcript_url(sid))
 
     def transcript_exists(self, sid: str) -> bool:
-        try:
-            self._request("GET", self.transcript_url(sid))
-        except NotFound:
-            return False
-        return True
+        return self._exists(self.transcript_url(sid))
 
     def pages(self, path: str, key: str, params: dict[str, str]) -> Iterator[list[Any]]:
         """Every page of a list, following ``meta.next_page_url`` verbatim while it stays on our host."""
@@ -144,43 +138,13 @@ class TwilioClient:
         shown = url.split("?", maxsplit=1)[0]  # the query of a pre-signed URL is a credential
         if not host_allowed(url, self.media_hosts):
             raise ProviderRejected(f"media_url host of {shown!r} is not in ARCHIVER_TWILIO_MEDIA_HOSTS")
-        try:
-            with self._media.stream("GET", url) as response:
-                if not 200 <= response.status_code < 300:
-                    response.read()
-                    self._raise_for(response, "GET", shown)
-                yield response
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"GET {shown}: {type(exc).__name__}: {exc}") from exc
+        with self._stream(self._media, url, shown) as response:
+            yield response
 
     # --- plumbing ---------------------------------------------------------------------------------
 
-    def _get_json(self, url: str) -> FetchedDocument:
-        response = self._request("GET", url)
-        try:
-            data = json.loads(response.content)
-        except ValueError as exc:
-            raise ProviderUnavailable(f"GET {url}: body is not JSON", status=response.status_code) from exc
-        return FetchedDocument(
-            response.content, response.headers.get("content-type", "application/json"), data
-        )
-
-    def _request(self, method: str, url: str, data: dict[str, str] | None = None) -> httpx.Response:
-        try:
-            response = self._http.request(method, url, data=data)
-        except httpx.TransportError as exc:
-            raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+    def _on_response(self, response: httpx.Response, url: str) -> None:
         rate = {h: response.headers[h] for h in RATE_HEADERS if h in response.headers}
         if rate:
-            log.log(
-                logging.INFO if response.status_code == 429 else logging.DEBUG,
-                "twilio rate limit %s: %s",
-                url,
-                rate,
-            )
-        if 200 <= response.status_code < 300:
-            return response
-        self._raise_for(response, method, url)
-
-    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
-        raise_for_response(response, method, url, self._clock, describe_twilio_error)
+            level = logging.INFO if response.status_code == 429 else logging.DEBUG
+            log.log(level, "twilio rate limit %s: %s", url, rate)
