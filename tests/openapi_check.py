@@ -13,9 +13,18 @@ import httpx
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-SPECS_DIR = Path(
-    os.environ.get("ARCHIVER_SPECS_DIR", Path(__file__).resolve().parents[2] / "shared" / "specs")
-)
+
+def _specs_dir() -> Path:
+    """``ARCHIVER_SPECS_DIR``, else the first ``shared/specs`` beside the repository or above it."""
+    if os.environ.get("ARCHIVER_SPECS_DIR"):
+        return Path(os.environ["ARCHIVER_SPECS_DIR"])
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "shared" / "specs").is_dir():
+            return parent / "shared" / "specs"
+    return Path(__file__).resolve().parents[2] / "shared" / "specs"
+
+
+SPECS_DIR = _specs_dir()
 BANDWIDTH_HOST = "https://voice.bandwidth.com"
 TWILIO_HOST = "https://intelligence.twilio.com"
 
