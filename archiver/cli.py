@@ -163,6 +163,12 @@ def cmd_twilio_request(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from archiver.backfill_cli import run_command
+
+    return run_command(args, _settings())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 
@@ -239,6 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--source-sid", help="a Twilio recording SID (RE…)")
     req.add_argument("--customer-key", help="your own reference (at most 64 characters)")
     req.set_defaults(func=cmd_twilio_request)
+
+    from archiver.backfill_cli import add_parser
+
+    add_parser(sub)
+    sub.choices["backfill"].set_defaults(func=cmd_backfill)
 
     demo = sub.add_parser("demo", help="run everything locally on embedded defaults with demo traffic")
     demo.add_argument("--transcriptions", type=int, default=20)

@@ -46,7 +46,7 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_RETRY_BACKOFF_MAX_SECONDS": "2",
     "ARCHIVER_MAX_COUNTDOWN_SECONDS": "60",
     "ARCHIVER_SWEEP_INTERVAL_SECONDS": "1",
-    "ARCHIVER_REQUEUE_AFTER_SECONDS": "5",
+    "ARCHIVER_REQUEUE_AFTER_SECONDS": "20",
     "ARCHIVER_LOG_LEVEL": "INFO",
     "ARCHIVER_REQUEST_TRANSCRIPTIONS": "true",
     "ARCHIVER_TWILIO_POLL_SECONDS": "1",
@@ -106,7 +106,9 @@ def db(postgres_url: str) -> Iterator[Database]:
 def truncate_all(database: Database) -> None:
     with database.engine.begin() as connection:
         connection.execute(
-            text("TRUNCATE webhook_events, transcript_segments, item_history, archive_items CASCADE")
+            text(
+                "TRUNCATE webhook_events, transcript_segments, item_history, archived_objects, archive_items, backfill_runs CASCADE"
+            )
         )
 
 

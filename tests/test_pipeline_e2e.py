@@ -121,7 +121,9 @@ def test_same_event_twice_gives_one_item_one_object_one_delete(e2e, db):
     time.sleep(1.5)  # let any duplicate work surface
     assert count(db, ArchiveItem) == 1
     assert count(db, WebhookEvent) == 1
-    listed = stack.object_store().client.list_objects_v2(Bucket=stack.bucket, Prefix="bandwidth/")
+    item = item_by_provider_id(db, tid)
+    prefix = item.s3_key.rsplit("/", 2)[0] + "/"  # this call's objects (the bucket holds other tests' too)
+    listed = stack.object_store().client.list_objects_v2(Bucket=stack.bucket, Prefix=prefix)
     assert [o["Key"] for o in listed.get("Contents", []) if tid in o["Key"]] == [
         item_by_provider_id(db, tid).s3_key
     ]
@@ -312,7 +314,7 @@ def test_broker_unreachable_at_the_intake_loses_nothing(e2e, db):
         assert delivery["status"] == 204
         assert answered_in < 10, answered_in
         assert item_by_provider_id(db, tid).state == ItemState.PENDING  # durable before the answer
-        wait_state(db, tid, ItemState.DELETION_REQUESTED, timeout=40)
+        wait_state(db, tid, ItemState.DELETION_REQUESTED, timeout=60)
         assert "after-commit callback failed" in intake.log_text()
     finally:
         intake.stop()

@@ -84,3 +84,25 @@ def test_sweep_skips_what_is_not_due_leased_or_recently_enqueued(sweep_ctx, db):
     report = sweep_due_items(ctx)
     assert report.enqueued == 4
     assert broker.llen(QUEUE_LIVE) == 4
+
+
+def test_each_message_lands_in_its_own_queue_only(sweep_ctx):
+    """Every queue declared (as a worker does), one message per route: exactly one in each list.
+    (Queues declared without their own exchange would all share one route: copies everywhere.)"""
+    ctx, broker = sweep_ctx
+    app = create_celery_app(ctx.settings, include_tasks=False)
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in app.amqp.queues.values():
+            queue(channel).declare()
+    from archiver.pipeline.dispatch import QUEUE_BACKFILL, QUEUE_MAINTENANCE, Step
+
+    ctx.dispatcher.enqueue(Step.ARCHIVE, 1, "a")
+    ctx.dispatcher.enqueue(Step.REQUEST_DELETION, 2, "b")
+    ctx.dispatcher.enqueue(Step.ARCHIVE, 3, "c", QUEUE_BACKFILL)
+    assert {q: broker.llen(q) for q in (QUEUE_LIVE, QUEUE_DELETIONS, QUEUE_BACKFILL, QUEUE_MAINTENANCE)} == {
+        QUEUE_LIVE: 1,
+        QUEUE_DELETIONS: 1,
+        QUEUE_BACKFILL: 1,
+        QUEUE_MAINTENANCE: 0,
+    }

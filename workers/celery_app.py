@@ -14,11 +14,12 @@ Why each setting (see ../shared/PRACTICE.md):
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from archiver.config import Settings
 from archiver.pipeline.dispatch import (
     ALL_QUEUES,
+    BACKFILL_TASK_NAME,
     QUEUE_LIVE,
     QUEUE_MAINTENANCE,
     QUEUES,
@@ -35,6 +36,8 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}
     routes[SWEEP_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
     routes[REQUEST_TWILIO_TRANSCRIPT_TASK_NAME] = {"queue": QUEUE_LIVE}
+    # The run's driver is short and must not wait behind the items it found: maintenance queue.
+    routes[BACKFILL_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
@@ -62,7 +65,10 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         worker_cancel_long_running_tasks_on_connection_loss=True,
         task_soft_time_limit=settings.lease_seconds * 0.8,
         task_time_limit=settings.lease_seconds * 0.9,
-        task_queues=[Queue(name) for name in ALL_QUEUES],
+        # Each queue its own direct exchange and routing key: a bare Queue(name) would take the
+        # default exchange and key, binding every queue to the same route (every message copied
+        # into every queue).
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES],
         task_default_queue=QUEUE_LIVE,
         task_routes=routes,
         timezone="UTC",

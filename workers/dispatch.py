@@ -11,5 +11,7 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def enqueue(self, step: Step, item_id: int, ref: str) -> None:
-        self._app.send_task(TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=QUEUES[step])
+    def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None:
+        self._app.send_task(
+            TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=queue or QUEUES[step]
+        )

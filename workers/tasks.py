@@ -14,18 +14,23 @@ from celery import Task
 from celery.signals import worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from archiver.backfill import fail_run, run_backfill
 from archiver.config import get_settings
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import (
+    BACKFILL_TASK_NAME,
     QUEUE_LIVE,
+    QUEUE_MAINTENANCE,
     REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
     SWEEP_TASK_NAME,
     TASK_NAMES,
     Step,
 )
+from archiver.pipeline.retry import Retry
 from archiver.pipeline.steps import Outcome, run_step
 from archiver.pipeline.sweeper import sweep_due_items
 from archiver.pipeline.twilio_transcripts import request_transcript
+from archiver.providers.errors import ProviderError
 from workers import app
 from workers.dispatch import CeleryDispatcher
 
@@ -33,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: How many times a task re-tries an item held by another worker before leaving it to the sweeper.
 MAX_BUSY_RETRIES = 5
+#: How long one backfill message works before handing the rest of its run to a new message.
+BACKFILL_SLICE_SECONDS = 20.0
 
 _context: PipelineContext | None = None
 
@@ -128,6 +135,35 @@ def request_twilio_transcript(
         pipeline_context(), service_sid, media_url=media_url, source_sid=source_sid, customer_key=customer_key
     )
     return {"transcript_sid": sid, "item_id": item_id}
+
+
+@app.task(name=BACKFILL_TASK_NAME, bind=True, acks_late=True, max_retries=None, queue=QUEUE_MAINTENANCE)
+def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignore[type-arg]
+    """Work on a backfill run for a slice of time, then hand the rest to a new message.
+
+    A 429 waits what the provider says (capped), other transient errors back off; the checkpoint is
+    committed after every list request, so a retry or a redelivery repeats at most one request.
+    """
+    ctx = pipeline_context()
+    try:
+        result = run_backfill(ctx, run_id, budget_seconds=BACKFILL_SLICE_SECONDS)
+    except ProviderError as error:
+        decision = ctx.retry_policy.decide(error, min(self.request.retries, ctx.settings.max_attempts - 2))
+        if isinstance(decision, Retry):
+            raise self.retry(
+                countdown=min(decision.delay, ctx.settings.max_countdown_seconds), exc=None
+            ) from None
+        fail_run(ctx, run_id, decision.reason)
+        return {"run_id": run_id, "state": "failed", "reason": decision.reason}
+    if result.more:
+        if result.state == "running" and result.busy:
+            if self.request.retries < MAX_BUSY_RETRIES:  # another worker holds the run; its lease may expire
+                raise self.retry(
+                    countdown=min(ctx.settings.lease_seconds, ctx.settings.max_countdown_seconds)
+                )
+            return {"run_id": run_id, "state": result.state, "note": "held by another worker"}
+        run_backfill_task.apply_async((run_id,), queue=QUEUE_MAINTENANCE)
+    return {"run_id": run_id, "state": result.state}
 
 
 @app.task(name=SWEEP_TASK_NAME, acks_late=True, ignore_result=True)

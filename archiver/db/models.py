@@ -146,6 +146,8 @@ class ArchiveItem(Base):
     transcription_state: Mapped[str | None] = mapped_column(String(32))
     transcription_outcome: Mapped[str | None] = mapped_column(Text)
     transcription_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The backfill run that found this artifact (None: a webhook announced it).
+    backfill_run_id: Mapped[int | None] = mapped_column(Id, index=True)
 
     @property
     def ref(self) -> str:
@@ -199,3 +201,39 @@ class TranscriptSegment(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     start_seconds: Mapped[float | None] = mapped_column(Float)
     end_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class BackfillState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # a permanent error; last_error says which
+    DONE = "done"
+
+
+class BackfillRun(Base):
+    """A manually started sweep of what a provider still holds. The same parameters are the same
+    run (``params_key``): starting it again continues from its checkpoint."""
+
+    __tablename__ = "backfill_runs"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    scope: Mapped[str] = mapped_column(String(64))  # the Bandwidth account or the Twilio Service
+    params_key: Mapped[str] = mapped_column(String(64), unique=True)
+    params: Mapped[str] = mapped_column(Text)  # JSON
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    checkpoint: Mapped[str] = mapped_column(Text)  # JSON: what is left to list
+    windows_done: Mapped[int] = mapped_column(Integer, default=0)
+    list_requests: Mapped[int] = mapped_column(Integer, default=0)
+    found: Mapped[int] = mapped_column(Integer, default=0)
+    enqueued: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_known: Mapped[int] = mapped_column(Integer, default=0)
+    truncated_windows: Mapped[str] = mapped_column(Text, default="[]")  # JSON: windows the cap hid
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

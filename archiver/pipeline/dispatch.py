@@ -26,11 +26,14 @@ TASK_NAMES: dict[Step, str] = {
 }
 SWEEP_TASK_NAME = "archiver.sweep_due_items"
 REQUEST_TWILIO_TRANSCRIPT_TASK_NAME = "archiver.request_twilio_transcript"
+BACKFILL_TASK_NAME = "archiver.run_backfill"
 
 QUEUE_LIVE = "archiver.live"
 QUEUE_DELETIONS = "archiver.deletions"
 QUEUE_MAINTENANCE = "archiver.maintenance"
-ALL_QUEUES = (QUEUE_LIVE, QUEUE_DELETIONS, QUEUE_MAINTENANCE)
+#: Backfill runs and the items they find: their own queue, so that live webhooks are never starved.
+QUEUE_BACKFILL = "archiver.backfill"
+ALL_QUEUES = (QUEUE_LIVE, QUEUE_DELETIONS, QUEUE_MAINTENANCE, QUEUE_BACKFILL)
 
 QUEUES: dict[Step, str] = {
     Step.ARCHIVE: QUEUE_LIVE,
@@ -52,11 +55,16 @@ STATE_STEP: dict[str, Step] = {state.value: step for step, state in STEP_STATE.i
 class Dispatcher(Protocol):
     """Sends a step's message to the workers. Called only after the transaction has committed."""
 
-    def enqueue(self, step: Step, item_id: int, ref: str) -> None: ...
+    def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None: ...
 
 
 def schedule_now(
-    uow: UnitOfWork, dispatcher: Dispatcher, item: ArchiveItem, step: Step, now: datetime
+    uow: UnitOfWork,
+    dispatcher: Dispatcher,
+    item: ArchiveItem,
+    step: Step,
+    now: datetime,
+    queue: str | None = None,
 ) -> None:
     """Mark the item due now and send its next step once the transaction has committed.
 
@@ -66,4 +74,4 @@ def schedule_now(
     item.due_at = now
     item.enqueued_at = now
     item_id, ref = item.id, item.ref
-    uow.after_commit(lambda: dispatcher.enqueue(step, item_id, ref))
+    uow.after_commit(lambda: dispatcher.enqueue(step, item_id, ref, queue))

@@ -92,7 +92,7 @@ def record_event(ctx: PipelineContext, event: AcceptedEvent) -> tuple[Recorded, 
             return Recorded.DUPLICATE, None
         if event.item is None:
             return Recorded.NEW, None
-        item = _get_or_create_item(uow, ctx, event.item, now)
+        item, _new = get_or_create_item(uow, ctx, event.item, now)
         row = session.get(WebhookEvent, event_id)
         assert row is not None
         row.item_id = item.id
@@ -106,9 +106,17 @@ def _later_seconds(ctx: PipelineContext, kind: str) -> float:
     return ctx.settings.recording_available_wait_seconds  # recordComplete: wait for recordingAvailable
 
 
-def _get_or_create_item(
-    uow: UnitOfWork, ctx: PipelineContext, announced: AnnouncedItem, now: datetime
-) -> ArchiveItem:
+def get_or_create_item(
+    uow: UnitOfWork,
+    ctx: PipelineContext,
+    announced: AnnouncedItem,
+    now: datetime,
+    *,
+    backfill_run_id: int | None = None,
+    queue: str | None = None,
+) -> tuple[ArchiveItem, bool]:
+    """The item of an announced artifact, created (and scheduled) if new; later events about a
+    known one wake, reject or settle it. Returns (item, whether it is new)."""
     session = uow.session
     rejected = announced.action is Action.REJECT
     later = announced.action is Action.ARCHIVE_LATER
@@ -124,6 +132,7 @@ def _get_or_create_item(
             "state": (ItemState.REJECTED if rejected else ItemState.PENDING).value,
             "due_at": now + timedelta(seconds=_later_seconds(ctx, announced.kind)) if later else None,
             "partial": announced.partial,
+            "backfill_run_id": backfill_run_id,
             "attempts": 0,
             "deletion_requests": 0,
             "outcome": announced.outcome,
@@ -148,11 +157,12 @@ def _get_or_create_item(
         )
         session.add(history)
         if item.state == ItemState.PENDING and not later:
-            schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now)
-        log.info("%s: new item (%s)", item.ref, item.state)
-        return item
-    _apply_to_existing(uow, ctx, item, announced, now)
-    return item
+            schedule_now(uow, ctx.dispatcher, item, Step.ARCHIVE, now, queue)
+        log.debug("%s: new item (%s)", item.ref, item.state)
+        return item, True
+    if backfill_run_id is None:  # a backfill only adds what is new; events may move known items on
+        _apply_to_existing(uow, ctx, item, announced, now)
+    return item, False
 
 
 def _apply_to_existing(

@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
-from archiver.providers.errors import NotFound
+from archiver.providers.errors import NotFound, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
 
 __all__ = ["BandwidthClient", "DeleteOutcome", "FetchedDocument"]
@@ -76,6 +77,34 @@ class BandwidthClient(ProviderHttp):
         return f"{self.base_url}/accounts/{account_id}/calls/{call_id}/recordings/{recording_id}"
 
     # --- recordings -------------------------------------------------------------------------------
+
+    def list_recordings(
+        self,
+        account_id: str,
+        min_start: str,
+        max_start: str,
+        *,
+        to: str | None = None,
+        from_: str | None = None,
+    ) -> list[Any]:
+        """``GET /accounts/{accountId}/recordings`` for ``[min_start, max_start)``: at most 1000, no paging.
+        httpx encodes a leading ``+`` of ``to``/``from`` as ``%2B``, as Bandwidth requires."""
+        account_id = validate("bandwidth_account", account_id)
+        params = {"minStartTime": min_start, "maxStartTime": max_start}
+        if to:
+            params["to"] = to
+        if from_:
+            params["from"] = from_
+        data = self._get_json(f"{self.base_url}/accounts/{account_id}/recordings", params=params).data
+        if not isinstance(data, list):
+            raise ProviderUnavailable("recordings list is not a JSON array")
+        return data
+
+    def list_realtime_transcriptions(self, account_id: str, call_id: str) -> list[Any]:
+        account_id = validate("bandwidth_account", account_id)
+        call_id = validate("bandwidth_call", call_id)
+        data = self._get_json(f"{self.base_url}/accounts/{account_id}/calls/{call_id}/transcriptions").data
+        return data if isinstance(data, list) else []
 
     def get_recording(self, account_id: str, call_id: str, recording_id: str) -> FetchedDocument:
         """``callRecordingMetadata``."""

@@ -77,8 +77,8 @@ class ProviderHttp:
     def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
         raise_for_response(response, method, url, self._clock, self.describe_error)
 
-    def _get_json(self, url: str) -> FetchedDocument:
-        response = self._request("GET", url)
+    def _get_json(self, url: str, params: dict[str, str] | None = None) -> FetchedDocument:
+        response = self._request("GET", url, params=params)
         try:
             data = json.loads(response.content)
         except ValueError as exc:

@@ -128,6 +128,19 @@ class TwilioClient(ProviderHttp):
             if url and url.startswith("/"):
                 url = self.base_url + url
 
+    def transcript_page(self, next_url: str | None, params: dict[str, str]) -> tuple[list[Any], str | None]:
+        """One page of ``GET /v2/Transcripts`` (``next_url``: a previous page's ``meta.next_page_url``)."""
+        url = next_url or f"{self.base_url}/v2/Transcripts?{urlencode(params)}"
+        if not url.startswith(self.base_url + "/"):
+            raise ProviderRejected(f"next_page_url {url!r} leaves {self.base_url}")
+        data = self._get_json(url).data
+        items = data.get("transcripts") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise ProviderUnavailable(f"GET {url}: no 'transcripts' list in the page")
+        meta = data.get("meta") or {}
+        following = meta.get("next_page_url")
+        return items, following if isinstance(following, str) and following else None
+
     def media_url(self, sid: str, redacted: bool) -> str | None:
         data = self._get_json(f"{self.transcript_url(sid)}/Media?Redacted={str(redacted).lower()}").data
         url = data.get("media_url") if isinstance(data, dict) else None
