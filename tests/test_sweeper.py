@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
+from sqlalchemy import select
 
 from archiver.clock import SystemClock
 from archiver.config import Settings
@@ -106,3 +107,32 @@ def test_each_message_lands_in_its_own_queue_only(sweep_ctx):
         QUEUE_BACKFILL: 1,
         QUEUE_MAINTENANCE: 0,
     }
+
+
+def test_resends_back_off_so_a_long_backlog_is_not_flooded(sweep_ctx, db):
+    """A message that may still be queued is re-sent after requeue_after, then 2x, 4x… later, and
+    the count starts over once a worker claims the item (its message got through)."""
+    ctx, _broker = sweep_ctx
+    requeue = ctx.settings.requeue_after_seconds
+    now = datetime.now(UTC)
+    add_items(db, 1, enqueued_at=now - timedelta(seconds=requeue + 5))
+    assert sweep_due_items(ctx).enqueued == 1  # first re-send after requeue_after
+    with db.sessionmaker() as session:
+        item = session.scalars(select(ArchiveItem)).one()
+    assert item.resends == 1
+
+    def age(seconds):
+        with db.transaction() as uow:
+            uow.session.get(ArchiveItem, item.id).enqueued_at = datetime.now(UTC) - timedelta(seconds=seconds)
+
+    age(requeue + 5)
+    assert sweep_due_items(ctx).enqueued == 0  # the second waits twice as long
+    age(2 * requeue + 5)
+    assert sweep_due_items(ctx).enqueued == 1
+    age(3 * requeue)
+    assert sweep_due_items(ctx).enqueued == 0  # the third: four times
+    from archiver.pipeline.leases import claim
+
+    with db.transaction() as uow:
+        result = claim(uow.session, item.id, ItemState.PENDING.value, "w:1:x", datetime.now(UTC), 60)
+    assert result.item is not None and result.item.resends == 0  # claimed: the count starts over

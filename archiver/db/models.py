@@ -148,6 +148,9 @@ class ArchiveItem(Base):
     transcription_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: The backfill run that found this artifact (None: a webhook announced it).
     backfill_run_id: Mapped[int | None] = mapped_column(Id, index=True)
+    #: Messages the sweeper re-sent since the last claim; each waits twice as long as the one
+    #: before, so a long backlog is not flooded with duplicates.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def ref(self) -> str:

@@ -73,5 +73,6 @@ def schedule_now(
     """
     item.due_at = now
     item.enqueued_at = now
+    item.resends = 0
     item_id, ref = item.id, item.ref
     uow.after_commit(lambda: dispatcher.enqueue(step, item_id, ref, queue))

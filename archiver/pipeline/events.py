@@ -133,6 +133,7 @@ def get_or_create_item(
             "due_at": now + timedelta(seconds=_later_seconds(ctx, announced.kind)) if later else None,
             "partial": announced.partial,
             "backfill_run_id": backfill_run_id,
+            "resends": 0,
             "attempts": 0,
             "deletion_requests": 0,
             "outcome": announced.outcome,

@@ -47,7 +47,12 @@ def claim(
             or_(ArchiveItem.due_at.is_(None), ArchiveItem.due_at <= now + DUE_TOLERANCE),
             or_(ArchiveItem.lease_owner.is_(None), ArchiveItem.lease_expires_at < now),
         )
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_seconds), updated_at=now)
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            updated_at=now,
+            resends=0,
+        )
         .execution_options(synchronize_session=False)
     )
     item = session.get(ArchiveItem, item_id, populate_existing=True)

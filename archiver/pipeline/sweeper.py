@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 
 from archiver.db.models import ACTIVE_STATES, ArchiveItem
 from archiver.pipeline.context import PipelineContext
@@ -29,12 +29,25 @@ class SweepReport:
     by_state: dict[str, int] = field(default_factory=dict)
 
 
+#: Re-sends wait requeue_after * 2^n, n capped here (64 times: about 10 h with the default 10 min).
+MAX_RESEND_DOUBLINGS = 6
+
+
+def _resend_due(now: datetime, requeue_after: float) -> ColumnElement[bool]:
+    """No message outstanding, or the last one older than requeue_after * 2^resends."""
+    bands = [
+        (ArchiveItem.resends == n if n < MAX_RESEND_DOUBLINGS else ArchiveItem.resends >= n)
+        & (ArchiveItem.enqueued_at < now - timedelta(seconds=requeue_after * 2**n))
+        for n in range(MAX_RESEND_DOUBLINGS + 1)
+    ]
+    return or_(ArchiveItem.enqueued_at.is_(None), *bands)
+
+
 def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     report = SweepReport()
     batch_size = ctx.settings.sweep_batch_size
     for _ in range(max_batches):
         now = ctx.clock.now()
-        requeue_before = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
         with ctx.db.transaction() as uow:
             items = uow.session.scalars(
                 select(ArchiveItem)
@@ -42,13 +55,15 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
                     ArchiveItem.state.in_([s.value for s in ACTIVE_STATES]),
                     ArchiveItem.due_at <= now,
                     or_(ArchiveItem.lease_owner.is_(None), ArchiveItem.lease_expires_at < now),
-                    or_(ArchiveItem.enqueued_at.is_(None), ArchiveItem.enqueued_at < requeue_before),
+                    _resend_due(now, ctx.settings.requeue_after_seconds),
                 )
                 .order_by(ArchiveItem.due_at)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
             ).all()
             for item in items:
+                # A first send after a due wait is not a re-send; a message that may still be queued is.
+                item.resends = item.resends + 1 if item.enqueued_at is not None else 0
                 item.enqueued_at = now
                 step = STATE_STEP[item.state]
                 item_id, ref = item.id, item.ref

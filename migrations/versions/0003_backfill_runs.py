@@ -1,4 +1,4 @@
-"""Backfill runs: parameters, progress, checkpoint, reported windows.
+"""Backfill runs: parameters, progress, checkpoint, reported windows; items' re-send counts.
 
 Revision ID: 0003
 Revises: 0002
@@ -46,11 +46,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("archive_items") as batch:
         batch.add_column(sa.Column("backfill_run_id", Id, nullable=True))
+        batch.add_column(sa.Column("resends", sa.Integer(), nullable=False, server_default="0"))
         batch.create_index("ix_archive_items_backfill_run_id", ["backfill_run_id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("archive_items") as batch:
         batch.drop_index("ix_archive_items_backfill_run_id")
+        batch.drop_column("resends")
         batch.drop_column("backfill_run_id")
     op.drop_table("backfill_runs")
