@@ -336,11 +336,12 @@ def _commit_progress(
     return not done
 
 
-def _load(ctx: PipelineContext, run_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+def _load(ctx: PipelineContext, run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """The run's scope (account or Service), parameters and checkpoint."""
     with ctx.db.sessionmaker() as session:
         run = session.get(BackfillRun, run_id)
         assert run is not None
-        return json.loads(run.params), json.loads(run.checkpoint)
+        return run.scope, json.loads(run.params), json.loads(run.checkpoint)
 
 
 def _recording_item(account_id: str, r: dict[str, Any]) -> AnnouncedItem | None:
@@ -369,15 +370,11 @@ def _recording_item(account_id: str, r: dict[str, Any]) -> AnnouncedItem | None:
 
 
 def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
-    params, checkpoint = _load(ctx, run_id)
+    account, params, checkpoint = _load(ctx, run_id)
     windows: list[list[int]] = checkpoint["windows"]
     if not windows:
         return _commit_progress(ctx, run_id, owner, [], checkpoint, requests=0, done=True)
     since, until = windows.pop()
-    with ctx.db.sessionmaker() as session:
-        run = session.get(BackfillRun, run_id)
-        assert run is not None
-        account = run.scope
     page = ctx.bandwidth.list_recordings(
         account, ms_iso(since), ms_iso(until), to=params.get("to"), from_=params.get("from")
     )
@@ -444,11 +441,7 @@ def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
 
 
 def _twilio_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
-    params, checkpoint = _load(ctx, run_id)
-    with ctx.db.sessionmaker() as session:
-        run = session.get(BackfillRun, run_id)
-        assert run is not None
-        service = run.scope
+    service, params, checkpoint = _load(ctx, run_id)
     query = {"ServiceSid": service, "PageSize": "1000", "AfterDateCreated": params["since"]}
     if params.get("until"):
         query["BeforeDateCreated"] = params["until"]

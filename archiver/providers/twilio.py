@@ -116,29 +116,25 @@ class TwilioClient(ProviderHttp):
         """Every page of a list, following ``meta.next_page_url`` verbatim while it stays on our host."""
         url: str | None = f"{self.base_url}{path}?{urlencode(params)}"
         while url:
-            if not url.startswith(self.base_url + "/"):
-                raise ProviderRejected(f"next_page_url {url!r} leaves {self.base_url}")
-            data = self._get_json(url).data
-            items = data.get(key) if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                raise ProviderUnavailable(f"GET {url}: no {key!r} list in the page")
+            items, url = self.page(url, key)
             yield items
-            meta = data.get("meta") or {}
-            url = meta.get("next_page_url") or data.get("next_page_uri")
-            if url and url.startswith("/"):
-                url = self.base_url + url
 
     def transcript_page(self, next_url: str | None, params: dict[str, str]) -> tuple[list[Any], str | None]:
         """One page of ``GET /v2/Transcripts`` (``next_url``: a previous page's ``meta.next_page_url``)."""
-        url = next_url or f"{self.base_url}/v2/Transcripts?{urlencode(params)}"
+        return self.page(next_url or f"{self.base_url}/v2/Transcripts?{urlencode(params)}", "transcripts")
+
+    def page(self, url: str, key: str) -> tuple[list[Any], str | None]:
+        """One page of a list and the URL of the next (``None`` at the end); never leaves our host."""
         if not url.startswith(self.base_url + "/"):
             raise ProviderRejected(f"next_page_url {url!r} leaves {self.base_url}")
         data = self._get_json(url).data
-        items = data.get("transcripts") if isinstance(data, dict) else None
+        items = data.get(key) if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise ProviderUnavailable(f"GET {url}: no 'transcripts' list in the page")
+            raise ProviderUnavailable(f"GET {url}: no {key!r} list in the page")
         meta = data.get("meta") or {}
-        following = meta.get("next_page_url")
+        following = meta.get("next_page_url") or data.get("next_page_uri")
+        if isinstance(following, str) and following.startswith("/"):
+            following = self.base_url + following
         return items, following if isinstance(following, str) and following else None
 
     def media_url(self, sid: str, redacted: bool) -> str | None:
