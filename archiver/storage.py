@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import FlexibleChecksumError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -108,32 +109,49 @@ class ObjectStore:
         )
         return StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
 
-    def verify(self, stored: StoredObject) -> None:
-        """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``."""
-        head: Any = self.client.head_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
-        length = head.get("ContentLength")
-        if length != stored.size:
-            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: length {length} != {stored.size}")
-        algorithm, _, expected = stored.s3_checksum.partition(":")
-        reported = head.get({"sha256": "ChecksumSHA256", "crc32": "ChecksumCRC32"}.get(algorithm, "?"))
-        if reported != expected:
-            raise VerificationFailed(
-                f"s3://{stored.bucket}/{stored.key}: checksum {reported!r} != {expected!r}"
-            )
-        recorded = head.get("Metadata", {}).get("sha256")
-        if recorded is None and stored.size > FULL_READBACK_MAX_BYTES:
-            # Multipart media carries its SHA-256 as the tag "sha256" (metadata is fixed too early).
-            tags = self.client.get_object_tagging(Bucket=stored.bucket, Key=stored.key)["TagSet"]
-            recorded = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
-            if recorded is None:
-                raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: no sha256 metadata or tag")
-        if recorded not in (None, stored.sha256_hex):
-            raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: recorded sha256 differs")
-        if stored.size <= FULL_READBACK_MAX_BYTES:
-            body = self.client.get_object(Bucket=stored.bucket, Key=stored.key)["Body"].read()
-            actual = hashlib.sha256(body).hexdigest()
-            if len(body) != stored.size or actual != stored.sha256_hex:
-                raise VerificationFailed(f"s3://{stored.bucket}/{stored.key}: content read back differs")
+    def verify(self, stored: StoredObject, *, read_back: bool = True) -> None:
+        """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``.
+
+        With ``read_back`` (the archive step), objects up to ``FULL_READBACK_MAX_BYTES`` are read
+        and hashed again. Without it (the check just before a provider deletion, after the archive
+        step's read-back has been committed), HeadObject's length, S3's own checksum and the
+        recorded SHA-256 prove the object is still there, unchanged, without paying for a second
+        download of every archived byte."""
+        location = f"s3://{stored.bucket}/{stored.key}"
+        read_body = read_back and stored.size <= FULL_READBACK_MAX_BYTES
+        # One GetObject answers everything HeadObject would (length, checksum, metadata) as well.
+        head: Any = (
+            self.client.get_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
+            if read_body
+            else self.client.head_object(Bucket=stored.bucket, Key=stored.key, ChecksumMode="ENABLED")
+        )
+        try:
+            length = head.get("ContentLength")
+            if length != stored.size:
+                raise VerificationFailed(f"{location}: length {length} != {stored.size}")
+            algorithm, _, expected = stored.s3_checksum.partition(":")
+            reported = head.get({"sha256": "ChecksumSHA256", "crc32": "ChecksumCRC32"}.get(algorithm, "?"))
+            if reported != expected:
+                raise VerificationFailed(f"{location}: checksum {reported!r} != {expected!r}")
+            recorded = head.get("Metadata", {}).get("sha256")
+            if recorded is None and not read_body:
+                # Multipart media carries its SHA-256 as the tag "sha256" (metadata is fixed too early).
+                tags = self.client.get_object_tagging(Bucket=stored.bucket, Key=stored.key)["TagSet"]
+                recorded = next((t["Value"] for t in tags if t["Key"] == "sha256"), None)
+                if recorded is None:
+                    raise VerificationFailed(f"{location}: no sha256 metadata or tag")
+            if recorded not in (None, stored.sha256_hex):
+                raise VerificationFailed(f"{location}: recorded sha256 differs")
+            if read_body:
+                try:
+                    body = head["Body"].read()  # bounded: the length was checked first
+                except FlexibleChecksumError as error:
+                    raise VerificationFailed(f"{location}: content read back differs ({error})") from None
+                if len(body) != stored.size or hashlib.sha256(body).hexdigest() != stored.sha256_hex:
+                    raise VerificationFailed(f"{location}: content read back differs")
+        finally:
+            if read_body:
+                head["Body"].close()
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (for the demo and tests; production buckets are

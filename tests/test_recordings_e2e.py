@@ -191,6 +191,25 @@ def test_transcription_that_never_calls_back_is_resolved_by_the_sweep(e2e, db):
     )
 
 
+def test_an_archived_object_changed_before_deletion_stops_the_deletion(e2e, db):
+    """The check before a DELETE is not a formality: media rewritten in S3 while the recording
+    waits for its transcription means no deletion, ever, and a dead letter that names the object."""
+    stack, simulator, clock = e2e
+    simulator.client.put("/admin/callbacks", json={"drop": True})
+    rec = add_recording(simulator, duration=5.0, channels=1, file_format="wav", with_transcription=False)
+    simulator.send_webhooks(event="recordingAvailable")
+    waiting = wait_state(db, rec["recordingId"], ItemState.AWAITING_TRANSCRIPTION)
+    media = objects(db, waiting.id)["media"]
+    client = stack.object_store().client
+    body = client.get_object(Bucket=media.s3_bucket, Key=media.s3_key)["Body"].read()
+    client.put_object(Bucket=media.s3_bucket, Key=media.s3_key, Body=body[:-1] + b"\x00")
+    time.sleep(3)  # the transcription is done at the provider, but nobody tells us
+    clock.advance(3601)  # the transcription's deadline: the sweeper moves on towards deletion
+    item = wait_state(db, rec["recordingId"], ItemState.DEAD, timeout=60)
+    assert media.s3_key in item.last_error and "checksum" in item.last_error
+    assert simulator.audit(method="DELETE") == []
+
+
 @pytest.mark.parametrize(
     "fault",
     [

@@ -203,7 +203,10 @@ def _archive_transcription(ctx: PipelineContext, item: ArchiveItem) -> Completio
 
 
 def _verified_copy(ctx: PipelineContext, item: ArchiveItem) -> None:
-    """Invariant 1: never ask the provider to delete what we do not hold, verified, every object."""
+    """Invariant 1: never ask the provider to delete what we do not hold, verified, every object.
+
+    ``archived_at`` is committed only after the archive step read every object back; here each
+    object is confirmed still present and unchanged (length, S3 checksum, recorded SHA-256)."""
     if item.transcription_state in (TranscriptionState.EXPECTED, TranscriptionState.AVAILABLE):
         raise PermanentStepError("refusing to delete at the provider: the transcription is still expected")
     with ctx.db.sessionmaker() as session:
@@ -215,7 +218,8 @@ def _verified_copy(ctx: PipelineContext, item: ArchiveItem) -> None:
             f"refusing to delete at the provider: no verified archive of {sorted(missing)}"
         )
     for obj in objects:
-        ctx.store.verify(StoredObject(obj.s3_bucket, obj.s3_key, obj.size_bytes, obj.sha256, obj.s3_checksum))
+        stored = StoredObject(obj.s3_bucket, obj.s3_key, obj.size_bytes, obj.sha256, obj.s3_checksum)
+        ctx.store.verify(stored, read_back=False)
 
 
 def _scope(ctx: PipelineContext, item: ArchiveItem) -> str:
