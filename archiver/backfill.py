@@ -25,6 +25,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -159,6 +160,30 @@ def fail_run(ctx: PipelineContext, run_id: int, reason: str) -> None:
             run.finished_at = run.updated_at = ctx.clock.now()
             run.lease_owner = run.lease_expires_at = None
     log.error("backfill run %d failed: %s", run_id, reason)
+
+
+def resume_orphaned_runs(ctx: PipelineContext) -> int:
+    """Send again every running run that nobody works on: its last message was lost (a task killed
+    by its time limit, a broker restarted) or never sent. Dry runs are driven by their own command.
+    A duplicate message is harmless: only one worker can hold a run."""
+    now = ctx.clock.now()
+    stale = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
+    with ctx.db.transaction() as uow:
+        runs = uow.session.scalars(
+            select(BackfillRun)
+            .where(
+                BackfillRun.state == BackfillState.RUNNING,
+                BackfillRun.dry_run.is_(False),
+                (BackfillRun.lease_owner.is_(None)) | (BackfillRun.lease_expires_at < now),
+                BackfillRun.updated_at < stale,
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        for run in runs:
+            run.updated_at = now
+            uow.after_commit(partial(ctx.dispatcher.enqueue_backfill, run.id))
+            log.warning("backfill run %d had no worker for a while: sent again", run.id)
+    return len(runs)
 
 
 def enqueue_backfill(app: Any, run_id: int) -> None:

@@ -83,6 +83,12 @@ def child_pipeline(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
         def enqueue(self, *_args: object) -> None:  # the benchmark runs the step itself
             pass
 
+        def enqueue_backfill(self, run_id: int) -> None:
+            pass
+
+        def backlog(self) -> dict[str, int] | None:
+            return None
+
     settings = load_settings()
     upgrade(settings.database_url)
     ctx = PipelineContext.from_settings(settings, NoDispatch())

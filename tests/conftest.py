@@ -157,7 +157,7 @@ def stack(
         local.start_s3()
         local.start_simulator()
         local.start_intake()
-        local.start_worker()
+        local.start_worker(concurrency=4)
         local.start_beat()
         yield local
     finally:

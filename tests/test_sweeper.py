@@ -15,7 +15,7 @@ from archiver.clock import SystemClock
 from archiver.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import QUEUE_DELETIONS, QUEUE_LIVE
+from archiver.pipeline.dispatch import QUEUE_BACKFILL, QUEUE_DELETIONS, QUEUE_LIVE
 from archiver.pipeline.sweeper import sweep_due_items
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
@@ -136,3 +136,66 @@ def test_resends_back_off_so_a_long_backlog_is_not_flooded(sweep_ctx, db):
     with db.transaction() as uow:
         result = claim(uow.session, item.id, ItemState.PENDING.value, "w:1:x", datetime.now(UTC), 60)
     assert result.item is not None and result.item.resends == 0  # claimed: the count starts over
+
+
+def test_running_backfill_runs_that_nobody_works_on_are_sent_again(sweep_ctx, db):
+    """A run whose message was lost (its task killed by a time limit, say) is resumed by the sweep;
+    a run being worked on, a fresh one, a dry run (driven by its command) and a paused one are not."""
+    import json
+
+    from archiver.db.models import BackfillRun
+    from archiver.pipeline.dispatch import QUEUE_MAINTENANCE
+
+    ctx, broker = sweep_ctx
+    now = datetime.now(UTC)
+    old = now - timedelta(seconds=ctx.settings.requeue_after_seconds + 5)
+    variants = {
+        "orphaned": {"updated_at": old},
+        "expired-lease": {
+            "updated_at": old,
+            "lease_owner": "h:1",
+            "lease_expires_at": now - timedelta(seconds=1),
+        },
+        "held": {"updated_at": old, "lease_owner": "h:2", "lease_expires_at": now + timedelta(seconds=60)},
+        "fresh": {"updated_at": now},
+        "dry": {"updated_at": old, "dry_run": True},
+        "paused": {"updated_at": old, "state": "paused"},
+    }
+    ids = {}
+    with db.transaction() as uow:
+        for name, fields in variants.items():
+            run = BackfillRun(
+                provider="bandwidth", scope="9900000", params_key=name, params="{}", checkpoint="{}",
+                windows_done=0, list_requests=0, found=0, enqueued=0, skipped_known=0, truncated_windows="[]",
+                created_at=old, **{"state": "running", "dry_run": False, **fields},
+            )  # fmt: skip
+            uow.session.add(run)
+            uow.session.flush()
+            ids[name] = run.id
+    sweep_due_items(ctx)
+    sent = [json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE_MAINTENANCE, 0, -1)]
+    assert sorted(sent) == sorted(f"[{ids[n]}]" for n in ("orphaned", "expired-lease"))
+    sweep_due_items(ctx)  # sent once per requeue interval, not every sweep
+    assert broker.llen(QUEUE_MAINTENANCE) == 2
+
+
+def test_resends_wait_while_their_queue_is_backed_up_first_sends_do_not(sweep_ctx, db):
+    """A message sent into a long queue is most likely still there: no duplicate while it drains."""
+    ctx, broker = sweep_ctx
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    add_items(db, 3, enqueued_at=long_ago)  # re-sends due
+    add_items(db, 2, state=ItemState.DELETION_REQUESTED.value, enqueued_at=long_ago)
+    add_items(db, 4)  # never sent: first sends
+    add_items(db, 5, enqueued_at=long_ago, backfill_run_id=1)  # found by a backfill
+    for n in range(ctx.settings.sweep_batch_size + 1):  # the live queue is backed up
+        broker.rpush(QUEUE_LIVE, f"stand-in {n}")
+    first = sweep_due_items(ctx)
+    assert first.by_state == {"pending": 4 + 5, "deletion_requested": 2}
+    assert broker.llen(QUEUE_LIVE) == ctx.settings.sweep_batch_size + 1 + 4
+    assert broker.llen(QUEUE_BACKFILL) == 5  # backfill items go back to their own queue
+    broker.delete(QUEUE_LIVE)  # drained: the withheld re-sends go now
+    with db.transaction() as uow:
+        for item in uow.session.scalars(select(ArchiveItem).where(ArchiveItem.enqueued_at.is_not(None))):
+            item.enqueued_at = long_ago
+    second = sweep_due_items(ctx)
+    assert second.enqueued == 3 + 2 + 4 + 5

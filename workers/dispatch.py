@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from celery import Celery
+import logging
+from typing import Any
 
-from archiver.pipeline.dispatch import QUEUES, TASK_NAMES, Step
+from celery import Celery
+from kombu.exceptions import ChannelError
+
+from archiver.pipeline.dispatch import (
+    ALL_QUEUES,
+    BACKFILL_TASK_NAME,
+    QUEUE_MAINTENANCE,
+    QUEUES,
+    TASK_NAMES,
+    Step,
+)
+
+log = logging.getLogger(__name__)
 
 
 class CeleryDispatcher:
@@ -15,3 +28,22 @@ class CeleryDispatcher:
         self._app.send_task(
             TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=queue or QUEUES[step]
         )
+
+    def enqueue_backfill(self, run_id: int) -> None:
+        self._app.send_task(BACKFILL_TASK_NAME, args=[run_id], queue=QUEUE_MAINTENANCE)
+
+    def backlog(self) -> dict[str, int] | None:
+        try:
+            with self._app.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1)
+                channel: Any = connection.default_channel
+                depths = {}
+                for queue in ALL_QUEUES:
+                    try:
+                        depths[queue] = channel.queue_declare(queue=queue, passive=True).message_count
+                    except ChannelError:  # Redis keeps no key for an empty queue
+                        depths[queue] = 0
+                return depths
+        except Exception as exc:  # the sweep goes on without it
+            log.warning("queue depths unavailable: %s", exc)
+            return None

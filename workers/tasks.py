@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 MAX_BUSY_RETRIES = 5
 #: How long one backfill message works before handing the rest of its run to a new message.
 BACKFILL_SLICE_SECONDS = 20.0
+#: A slice ends after the list request under way and its commit (up to 1,000 items created and
+#: sent): limits of their own, far above the slice, not the item steps' (which follow the lease).
+BACKFILL_SOFT_TIME_LIMIT = 180
+BACKFILL_TIME_LIMIT = 240
 
 _context: PipelineContext | None = None
 
@@ -137,7 +141,15 @@ def request_twilio_transcript(
     return {"transcript_sid": sid, "item_id": item_id}
 
 
-@app.task(name=BACKFILL_TASK_NAME, bind=True, acks_late=True, max_retries=None, queue=QUEUE_MAINTENANCE)
+@app.task(
+    name=BACKFILL_TASK_NAME,
+    bind=True,
+    acks_late=True,
+    max_retries=None,
+    queue=QUEUE_MAINTENANCE,
+    soft_time_limit=BACKFILL_SOFT_TIME_LIMIT,
+    time_limit=BACKFILL_TIME_LIMIT,
+)
 def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignore[type-arg]
     """Work on a backfill run for a slice of time, then hand the rest to a new message.
 

@@ -52,10 +52,22 @@ STEP_STATE: dict[Step, ItemState] = {
 STATE_STEP: dict[str, Step] = {state.value: step for step, state in STEP_STATE.items()}
 
 
+def queue_for(step: Step, from_backfill: bool) -> str:
+    """Items a backfill found are archived from the backfill queue, so that live traffic never
+    waits behind them; every later step uses the step's own queue."""
+    return QUEUE_BACKFILL if step is Step.ARCHIVE and from_backfill else QUEUES[step]
+
+
 class Dispatcher(Protocol):
     """Sends a step's message to the workers. Called only after the transaction has committed."""
 
     def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None: ...
+
+    def enqueue_backfill(self, run_id: int) -> None: ...
+
+    def backlog(self) -> dict[str, int] | None:
+        """Messages waiting in each queue, or ``None`` if the broker cannot say."""
+        ...
 
 
 def schedule_now(

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, not_, or_, select
 
+from archiver.backfill import resume_orphaned_runs
 from archiver.db.models import ACTIVE_STATES, ArchiveItem
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import STATE_STEP
+from archiver.pipeline.dispatch import STATE_STEP, queue_for
 from archiver.retention import at_risk
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,35 @@ class SweepReport:
 MAX_RESEND_DOUBLINGS = 6
 
 
-def _resend_due(now: datetime, requeue_after: float) -> ColumnElement[bool]:
-    """No message outstanding, or the last one older than requeue_after * 2^resends."""
+def _resend_due(now: datetime, requeue_after: float, busy_queues: set[str]) -> ColumnElement[bool]:
+    """No message outstanding; or the last one older than requeue_after * 2^resends and its queue
+    not backed up (a message sent into a long queue is most likely still waiting there: it is
+    re-sent once the queue has drained, not duplicated while it drains)."""
     bands = [
         (ArchiveItem.resends == n if n < MAX_RESEND_DOUBLINGS else ArchiveItem.resends >= n)
         & (ArchiveItem.enqueued_at < now - timedelta(seconds=requeue_after * 2**n))
         for n in range(MAX_RESEND_DOUBLINGS + 1)
     ]
-    return or_(ArchiveItem.enqueued_at.is_(None), *bands)
+    waiting = [
+        (ArchiveItem.state == state)
+        & (
+            ArchiveItem.backfill_run_id.is_not(None)
+            if from_backfill
+            else ArchiveItem.backfill_run_id.is_(None)
+        )
+        for state, step in STATE_STEP.items()
+        for from_backfill in (False, True)
+        if queue_for(step, from_backfill) in busy_queues
+    ]
+    resend = and_(or_(*bands), not_(or_(*waiting))) if waiting else or_(*bands)
+    return or_(ArchiveItem.enqueued_at.is_(None), resend)
 
 
 def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     report = SweepReport()
     batch_size = ctx.settings.sweep_batch_size
+    backlog = ctx.dispatcher.backlog() or {}
+    busy_queues = {queue for queue, depth in backlog.items() if depth > batch_size}
     for _ in range(max_batches):
         now = ctx.clock.now()
         with ctx.db.transaction() as uow:
@@ -55,7 +72,7 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
                     ArchiveItem.state.in_([s.value for s in ACTIVE_STATES]),
                     ArchiveItem.due_at <= now,
                     or_(ArchiveItem.lease_owner.is_(None), ArchiveItem.lease_expires_at < now),
-                    _resend_due(now, ctx.settings.requeue_after_seconds),
+                    _resend_due(now, ctx.settings.requeue_after_seconds, busy_queues),
                 )
                 .order_by(ArchiveItem.due_at)
                 .limit(batch_size)
@@ -66,8 +83,8 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
                 item.resends = item.resends + 1 if item.enqueued_at is not None else 0
                 item.enqueued_at = now
                 step = STATE_STEP[item.state]
-                item_id, ref = item.id, item.ref
-                uow.after_commit(partial(ctx.dispatcher.enqueue, step, item_id, ref))
+                queue = queue_for(step, item.backfill_run_id is not None)
+                uow.after_commit(partial(ctx.dispatcher.enqueue, step, item.id, item.ref, queue))
                 report.by_state[item.state] = report.by_state.get(item.state, 0) + 1
             report.enqueued += len(items)
         if len(items) < batch_size:
@@ -75,6 +92,7 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     if report.enqueued:
         log.info("sweep enqueued %d item(s): %s", report.enqueued, report.by_state)
     warn_retention_risk(ctx)
+    resume_orphaned_runs(ctx)
     return report
 
 
