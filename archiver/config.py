@@ -115,6 +115,17 @@ class Settings(BaseSettings):
     # --- HTTP to providers -----------------------------------------------------------------------
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     http_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Requests per second each provider account allows, shared by every worker on every host (a
+    #: token bucket in Redis); 0 turns the shared budget off (429 and Retry-After still apply).
+    bandwidth_requests_per_second: float = Field(default=0.0, ge=0)
+    twilio_requests_per_second: float = Field(default=0.0, ge=0)
+    #: Requests that may go at once after a quiet spell (default: one second's worth).
+    rate_budget_burst: float | None = Field(default=None, gt=0)
+    #: A worker waits at most this long for its slot; a later slot reschedules the step instead.
+    rate_budget_max_wait_seconds: float = Field(default=5.0, ge=0)
+    #: The Redis holding the shared budgets and the workers' shared metric counters (default: the
+    #: broker's URL, when it is Redis).
+    redis_url: str | None = Field(default=None, repr=False)
 
     log_level: str = "INFO"
     #: For tests and demos only: a file holding a clock offset in seconds that every process adds
@@ -127,6 +138,11 @@ class Settings(BaseSettings):
         if value is not None and not re.fullmatch(r"AC[0-9a-fA-F]{32}", value):
             raise ValueError("must be AC followed by 32 hex digits")
         return value
+
+    @property
+    def shared_redis_url(self) -> str | None:
+        url = self.redis_url or self.broker_url
+        return url if url.startswith(("redis://", "rediss://", "unix://")) else None
 
     @property
     def twilio_media_host_patterns(self) -> list[str]:

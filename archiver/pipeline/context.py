@@ -15,6 +15,7 @@ from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.twilio import TwilioClient
+from archiver.rate_budget import RateBudget
 from archiver.storage import ObjectStore, make_s3_client
 
 
@@ -51,7 +52,24 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
+            self._bandwidth.budget = self._budget(
+                "bandwidth", s.bandwidth_username, s.bandwidth_requests_per_second
+            )
         return self._bandwidth
+
+    def _budget(self, provider: str, account: str, rate: float) -> RateBudget | None:
+        """The account's shared request budget, if one is configured."""
+        url = self.settings.shared_redis_url
+        if rate <= 0 or url is None:
+            return None
+        return RateBudget.from_url(
+            url,
+            provider,
+            account,
+            rate,
+            burst=self.settings.rate_budget_burst or max(1.0, rate),
+            max_wait=self.settings.rate_budget_max_wait_seconds,
+        )
 
     @property
     def twilio(self) -> TwilioClient:
@@ -68,6 +86,7 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
+            self._twilio.budget = self._budget("twilio", s.twilio_account_sid, s.twilio_requests_per_second)
         return self._twilio
 
     @property

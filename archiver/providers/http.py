@@ -16,6 +16,7 @@ import httpx
 from archiver.clock import Clock
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
+from archiver.rate_budget import RateBudget
 
 
 class DeleteOutcome(StrEnum):
@@ -52,10 +53,25 @@ def raise_for_response(
 
 
 class ProviderHttp:
-    """Base of the provider clients. Subclasses set ``_http``, ``_clock`` and ``describe_error``."""
+    """Base of the provider clients. Subclasses set ``_http``, ``_clock`` and ``describe_error``;
+    ``budget``, when set, is the account's request budget shared by every worker."""
 
     _http: httpx.Client
     _clock: Clock
+    budget: RateBudget | None = None
+
+    def _spend(self, method: str, url: str) -> None:
+        """Take a slot of the shared budget before an API request; a slot too far away becomes a
+        ``RateLimited`` that the step's retry policy turns into a later attempt, not a 429."""
+        if self.budget is None:
+            return
+        reservation = self.budget.acquire()
+        if not reservation.granted:
+            raise RateLimited(
+                f"{method} {url}: shared rate budget spent ({self.budget.rate:g}/s); next slot in "
+                f"{reservation.wait:.1f} s",
+                retry_after=reservation.wait,
+            )
 
     @staticmethod
     def describe_error(response: httpx.Response) -> str:
@@ -65,6 +81,7 @@ class ProviderHttp:
         """A hook for every response (Twilio logs its rate-limit headers)."""
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        self._spend(method, url)
         try:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
@@ -106,6 +123,8 @@ class ProviderHttp:
     def _stream(self, client: httpx.Client, url: str, shown: str) -> Iterator[httpx.Response]:
         """A streaming GET whose errors are raised before the body is read (``shown``: the URL as
         it may appear in messages)."""
+        if client is self._http:  # the provider's API; media hosts elsewhere have no shared budget
+            self._spend("GET", shown)
         try:
             with client.stream("GET", url) as response:
                 if not 200 <= response.status_code < 300:
