@@ -169,6 +169,22 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return run_command(args, _settings())
 
 
+def cmd_operations(args: argparse.Namespace) -> int:
+    from archiver.operations_cli import run_command
+    from archiver.pipeline.context import PipelineContext
+    from workers.celery_app import create_celery_app
+    from workers.dispatch import CeleryDispatcher
+
+    settings = _settings()
+    ctx = PipelineContext.from_settings(
+        settings, CeleryDispatcher(create_celery_app(settings, include_tasks=False))
+    )
+    try:
+        return run_command(args, ctx)
+    finally:
+        ctx.close()
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 
@@ -250,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub)
     sub.choices["backfill"].set_defaults(func=cmd_backfill)
+
+    from archiver.operations_cli import add_parsers
+
+    add_parsers(sub)
+    for name in ("items", "deletions", "reconcile"):
+        sub.choices[name].set_defaults(func=cmd_operations)
 
     demo = sub.add_parser("demo", help="run everything locally on embedded defaults with demo traffic")
     demo.add_argument("--transcriptions", type=int, default=20)
