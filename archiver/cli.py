@@ -21,7 +21,7 @@ from archiver.logging import configure_logging
 
 def _settings() -> Settings:
     settings = get_settings()
-    configure_logging(settings.log_level, settings.secret_values())
+    configure_logging(settings.log_level, settings.secret_values(), settings.log_format)
     return settings
 
 

@@ -127,7 +127,13 @@ class Settings(BaseSettings):
     #: broker's URL, when it is Redis).
     redis_url: str | None = Field(default=None, repr=False)
 
+    #: How long /metrics reuses the pipeline figures it read from the database (several scrapers,
+    #: one query).
+    metrics_cache_seconds: float = Field(default=10.0, ge=0)
+
     log_level: str = "INFO"
+    #: "text" for people, "json" for log collectors (one object per line, with item and call ids).
+    log_format: Literal["text", "json"] = "text"
     #: For tests and demos only: a file holding a clock offset in seconds that every process adds
     #: to the wall clock. Never set in production.
     clock_offset_file: str | None = None

@@ -1,9 +1,60 @@
-"""Logging set-up that never lets a configured secret reach a log line."""
+"""Logging set-up that never lets a configured secret reach a log line; text for people, or one
+JSON object per line (``ARCHIVER_LOG_FORMAT=json``) carrying the item, provider and call ids of the
+work under way, for log collectors."""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+#: Fields describing the work under way (item id, provider, kind, provider id, call id, …).
+_context: ContextVar[dict[str, Any]] = ContextVar("archiver_log_context", default={})  # noqa: B039
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Every record logged inside carries ``fields`` (in JSON logs; ``None`` values are left out)."""
+    token = _context.set({**_context.get(), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, the work's ids, the task, and the
+    (already redacted) exception text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "process": record.process,
+            **_context.get(),
+        }
+        for name in ("task_id", "task_name"):  # set by Celery's task logger
+            value = getattr(record, name, None)
+            if value and value != "???":
+                entry[name] = value
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+def use_json(logger: logging.Logger | None = None) -> None:
+    """Give every handler of ``logger`` (default: the root logger) the JSON formatter."""
+    for handler in (logger or logging.getLogger()).handlers:
+        handler.setFormatter(JsonFormatter())
+
 
 _REDACTED = "***"
 
@@ -43,10 +94,12 @@ def install_redaction(secrets: Iterable[str], logger: logging.Logger | None = No
             handler.addFilter(redactor)
 
 
-def configure_logging(level: str, secrets: Iterable[str]) -> None:
+def configure_logging(level: str, secrets: Iterable[str], log_format: str = "text") -> None:
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    if log_format == "json":
+        use_json()
     install_redaction(secrets)

@@ -50,6 +50,8 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_LOG_LEVEL": "INFO",
     "ARCHIVER_REQUEST_TRANSCRIPTIONS": "true",
     "ARCHIVER_TWILIO_POLL_SECONDS": "1",
+    "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/test_observability.py reads it
+    "ARCHIVER_METRICS_CACHE_SECONDS": "0",
 }
 
 

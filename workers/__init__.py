@@ -13,7 +13,7 @@ from typing import Any
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 from archiver.config import ConfigError, get_settings
-from archiver.logging import install_redaction
+from archiver.logging import install_redaction, use_json
 from workers.celery_app import create_celery_app
 
 settings = get_settings()
@@ -22,7 +22,9 @@ app = create_celery_app(settings)
 
 @after_setup_logger.connect
 @after_setup_task_logger.connect
-def _redact_secrets(logger: logging.Logger, **_kwargs: Any) -> None:
+def _configure_logging(logger: logging.Logger, **_kwargs: Any) -> None:
+    if settings.log_format == "json":
+        use_json(logger)
     install_redaction(settings.secret_values(), logger)
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from archiver.backfill import fail_run, run_backfill
 from archiver.config import get_settings
+from archiver.logging import log_context
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import (
     BACKFILL_TASK_NAME,
@@ -79,7 +80,8 @@ class StepTask(Task):  # type: ignore[type-arg]
     step: Step
 
     def run_item_step(self, item_id: int) -> dict[str, Any]:
-        result = run_step(pipeline_context(), self.step, item_id)
+        with log_context(task_id=self.request.id, task_name=self.name):
+            result = run_step(pipeline_context(), self.step, item_id)
         if result.outcome is Outcome.RETRY or (
             result.outcome is Outcome.BUSY and self.request.retries < MAX_BUSY_RETRIES
         ):

@@ -4,6 +4,9 @@
 is read, the event parsed and validated, then the event and its item committed in one transaction
 before the 204. Work is enqueued after the commit. Every refusal is a 4xx with a JSON body
 ``{"error": code, "message": text}``, and stores nothing.
+
+``GET /healthz`` answers 200 while the database answers; ``GET /metrics`` is Prometheus's
+(:mod:`archiver.metrics`).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ import binascii
 import hmac
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
@@ -25,14 +30,42 @@ from starlette.routing import Route
 
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
 from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
+from archiver.logging import log_context
+from archiver.metrics import IntakeMetrics, PipelineCollector
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.events import AcceptedEvent, record_event
 
 log = logging.getLogger(__name__)
 
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class ErrorResponse(JSONResponse):
+    """A refusal: ``{"error": code, "message": …}``; ``code`` is the reason counted in metrics."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__({"error": code, "message": message}, status_code=status, headers=headers)
+        self.code = code
+
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+    return ErrorResponse(status, code, message, headers)
+
+
+def measured(metrics: IntakeMetrics, provider: str, handler: Handler) -> Handler:
+    """Count and time every answer of ``handler``, refusals by their reason."""
+
+    async def wrapper(request: Request) -> Response:
+        started = time.perf_counter()
+        with log_context(provider=provider):
+            response = await handler(request)
+        metrics.latency.labels(provider).observe(time.perf_counter() - started)
+        metrics.requests.labels(provider, str(response.status_code)).inc()
+        if isinstance(response, ErrorResponse):
+            metrics.rejected.labels(provider, response.code).inc()
+        return response
+
+    return wrapper
 
 
 class BasicAuthChecker:
@@ -73,6 +106,9 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
 
 def create_app(ctx: PipelineContext) -> Starlette:
     settings = ctx.settings
+    registry = CollectorRegistry()
+    metrics = IntakeMetrics(registry)
+    registry.register(PipelineCollector(ctx.db, ctx.shared_counters, settings.metrics_cache_seconds))
     settings.require("intake_username", "intake_password")
     assert settings.intake_username is not None and settings.intake_password is not None
     auth = BasicAuthChecker(settings.intake_username, settings.intake_password.get_secret_value())
@@ -111,7 +147,9 @@ def create_app(ctx: PipelineContext) -> Starlette:
             # Not stored, so not acknowledged: the provider may deliver it again.
             log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)
             return error(503, "unavailable", "the archive database is unavailable; try again")
-        log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
+        metrics.accepted.labels(event.provider, event.event_type, recorded.value).inc()
+        with log_context(item_id=item_id, call_id=event.item.call_id if event.item else None):
+            log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
     async def twilio_webhook(request: Request) -> Response:
@@ -136,6 +174,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
         except EventRejected as rejected:
             return error(rejected.status, rejected.code, rejected.message)
         if event is None:
+            metrics.accepted.labels("twilio", "other", "ignored").inc()
             return Response(status_code=204, headers={"X-Archiver-Event": "ignored"})
         return await store(event)
 
@@ -158,6 +197,10 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
+    async def metrics_endpoint(_request: Request) -> Response:
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
     async def not_found(_request: Request, _exc: Exception) -> Response:
         return error(404, "not_found", "no such endpoint")
 
@@ -166,9 +209,14 @@ def create_app(ctx: PipelineContext) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhooks/bandwidth", bandwidth_webhook, methods=["GET", "POST"]),
-            Route("/webhooks/twilio", twilio_webhook, methods=["GET", "POST"]),
+            Route(
+                "/webhooks/bandwidth",
+                measured(metrics, "bandwidth", bandwidth_webhook),
+                methods=["GET", "POST"],
+            ),
+            Route("/webhooks/twilio", measured(metrics, "twilio", twilio_webhook), methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         exception_handlers={404: not_found, 405: method_not_allowed},
     )

@@ -11,6 +11,7 @@ from uuid import uuid4
 from archiver.clock import Clock, clock_from_settings
 from archiver.config import Settings
 from archiver.db.session import Database
+from archiver.metrics import SharedCounters
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
@@ -28,6 +29,7 @@ class PipelineContext:
     _bandwidth: BandwidthClient | None = field(default=None, repr=False)
     _store: ObjectStore | None = field(default=None, repr=False)
     _twilio: TwilioClient | None = field(default=None, repr=False)
+    _counters: SharedCounters | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, dispatcher: Dispatcher) -> PipelineContext:
@@ -52,10 +54,18 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
+            self._bandwidth.counters = self.shared_counters
             self._bandwidth.budget = self._budget(
                 "bandwidth", s.bandwidth_username, s.bandwidth_requests_per_second
             )
         return self._bandwidth
+
+    @property
+    def shared_counters(self) -> SharedCounters | None:
+        """Metric counters every worker adds to (in Redis), for the metrics endpoint."""
+        if self._counters is None and self.settings.shared_redis_url is not None:
+            self._counters = SharedCounters(self.settings.shared_redis_url)
+        return self._counters
 
     def _budget(self, provider: str, account: str, rate: float) -> RateBudget | None:
         """The account's shared request budget, if one is configured."""
@@ -86,6 +96,7 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
+            self._twilio.counters = self.shared_counters
             self._twilio.budget = self._budget("twilio", s.twilio_account_sid, s.twilio_requests_per_second)
         return self._twilio
 

@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, TranscriptionState, TranscriptSegment
 from archiver.db.session import UnitOfWork
+from archiver.logging import log_context
 from archiver.pipeline.artifacts import ArchiveResult, NothingToArchive, deletion_scope, handler_for
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, STEP_STATE, Step, schedule_now
@@ -53,6 +54,11 @@ class StepResult:
 
 
 def run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
+    with log_context(item_id=item_id, step=step.value):
+        return _run_step(ctx, step, item_id)
+
+
+def _run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
     state = STEP_STATE[step].value
     owner = ctx.new_lease_owner()
     with ctx.db.transaction() as uow:
@@ -64,6 +70,18 @@ def run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
         return StepResult(Outcome.SKIPPED, result.status.value)
     item = result.item
     assert item is not None
+    with log_context(
+        provider=item.provider,
+        account_id=item.account_id,
+        kind=item.kind,
+        provider_id=item.provider_id,
+        call_id=item.call_id,
+    ):
+        return _work(ctx, step, item, state, owner)
+
+
+def _work(ctx: PipelineContext, step: Step, item: ArchiveItem, state: str, owner: str) -> StepResult:
+    item_id = item.id
     try:
         complete = WORK[step](ctx, item)
     except NothingToArchive as nothing:

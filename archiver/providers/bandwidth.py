@@ -37,6 +37,8 @@ def _describe_error(response: httpx.Response) -> str:
 class BandwidthClient(ProviderHttp):
     describe_error = staticmethod(_describe_error)
 
+    provider_name = "bandwidth"
+
     def __init__(
         self,
         *,

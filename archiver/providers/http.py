@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import httpx
 
 from archiver.clock import Clock
+from archiver.metrics import SharedCounters
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
 from archiver.rate_budget import RateBudget
@@ -58,7 +59,10 @@ class ProviderHttp:
 
     _http: httpx.Client
     _clock: Clock
+    #: The provider's name in metrics.
+    provider_name = "provider"
     budget: RateBudget | None = None
+    counters: SharedCounters | None = None
 
     def _spend(self, method: str, url: str) -> None:
         """Take a slot of the shared budget before an API request; a slot too far away becomes a
@@ -92,6 +96,8 @@ class ProviderHttp:
         self._raise_for(response, method, url)
 
     def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
+        if response.status_code == 429 and self.counters is not None:
+            self.counters.incr(f"provider_429:{self.provider_name}")
         raise_for_response(response, method, url, self._clock, self.describe_error)
 
     def _get_json(self, url: str, params: dict[str, str] | None = None) -> FetchedDocument:

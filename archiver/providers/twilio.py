@@ -50,6 +50,8 @@ def host_allowed(url: str, patterns: list[str]) -> bool:
 class TwilioClient(ProviderHttp):
     describe_error = staticmethod(describe_twilio_error)
 
+    provider_name = "twilio"
+
     def __init__(
         self,
         *,
