@@ -185,6 +185,20 @@ def cmd_operations(args: argparse.Namespace) -> int:
         ctx.close()
 
 
+def cmd_worker_health(args: argparse.Namespace) -> int:
+    """Liveness of one worker: its main process answers a broker ping within the timeout."""
+    import socket
+
+    from workers.celery_app import create_celery_app
+
+    app = create_celery_app(_settings(), include_tasks=False)
+    name = args.hostname or f"worker@{socket.gethostname()}"
+    replies = app.control.ping(destination=[name], timeout=args.timeout)
+    alive = any(name in reply for reply in replies or [])
+    print(f"{name}: {'alive' if alive else 'no answer'}")
+    return 0 if alive else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from archiver.demo import run_demo
 
@@ -266,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub)
     sub.choices["backfill"].set_defaults(func=cmd_backfill)
+
+    health = sub.add_parser("worker-health", help="exit 0 if the worker answers a ping (liveness probe)")
+    health.add_argument("--hostname", help="the worker's node name (default: worker@HOSTNAME)")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(func=cmd_worker_health)
 
     from archiver.operations_cli import add_parsers
 

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     #: broker's URL, when it is Redis).
     redis_url: str | None = Field(default=None, repr=False)
 
+    # --- workers -------------------------------------------------------------------------------------
+    #: On SIGTERM (with REMAP_SIGTERM=SIGQUIT) a worker lets its running tasks finish for this long,
+    #: then hands them back to the broker. Keep it below the orchestrator's grace period.
+    worker_soft_shutdown_seconds: float = Field(default=25.0, ge=0)
+    #: A pool process is replaced after this many tasks (bounds slow leaks over months).
+    worker_max_tasks_per_child: int = Field(default=1000, ge=1)
+
     #: How long /metrics reuses the pipeline figures it read from the database (several scrapers,
     #: one query).
     metrics_cache_seconds: float = Field(default=10.0, ge=0)

@@ -1,6 +1,7 @@
 """``archiver demo``: the whole pipeline on embedded defaults, with demo traffic.
 
-SQLite in ``.demo/``, a local S3 server, the simulator as Bandwidth, the intake, a worker and beat,
+SQLite in ``.demo/``, a local S3 server, the simulator as Bandwidth, the intake, a worker, beat and
+Flower,
 all supervised from this terminal with labelled logs. It sends real-time transcription and recording
 webhooks through the simulator, shows the items being archived, their deletions requested and (with a short
 demo purge window) their purges confirmed, then keeps running until Ctrl-C.
@@ -40,6 +41,7 @@ def run_demo(
             "ARCHIVER_PURGE_DELAY_SECONDS": str(DEMO_PURGE_SECONDS),
             "ARCHIVER_SWEEP_INTERVAL_SECONDS": "3",
             "ARCHIVER_LOG_LEVEL": "INFO",
+            "ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS": "3",  # Ctrl-C: a quick soft shutdown
         },
     )
 
@@ -56,7 +58,10 @@ def run_demo(
         stack.start_intake()
         stack.start_worker()
         stack.start_beat()
+        stack.start_flower()
         say(f"intake {stack.intake_url}, simulator {stack.simulator_url}, S3 {stack.s3_url}")
+        say(f"Flower (tasks, queues, workers): {stack.flower_url}")
+        say(f"items and dead letters: ARCHIVER_DATABASE_URL=sqlite:///{database} archiver status")
         with stack.admin() as admin:
             admin.post("/admin/reset").raise_for_status()
             admin.post("/admin/realtime-transcriptions", json={"count": transcriptions}).raise_for_status()

@@ -67,6 +67,17 @@ def ensure_redis(url: str, group: ProcessGroup, workdir: Path, echo: bool) -> No
     wait_until(lambda: bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping()), 15, "redis-server")
 
 
+#: Flower's memory stays bounded over months: at most this many tasks and workers are kept, and
+#: the state is not persisted (the database is the record; Flower is a live view).
+FLOWER_OPTIONS = (
+    "--max_tasks=10000",
+    "--max_workers=50",
+    "--persistent=False",
+    "--purge_offline_workers=600",
+    "--tasks_columns=name,uuid,state,kwargs,args,received,started,runtime,retries,worker",
+)
+
+
 @dataclass
 class LocalStack:
     workdir: Path
@@ -86,6 +97,7 @@ class LocalStack:
     s3_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     intake_port: int = field(default_factory=free_port)
+    flower_port: int = field(default_factory=free_port)
     group: ProcessGroup = field(default_factory=ProcessGroup)
 
     @property
@@ -99,6 +111,10 @@ class LocalStack:
     @property
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.intake_port}"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
 
     def env(self) -> dict[str, str]:
         """The environment every archiver process of this stack runs with."""
@@ -123,9 +139,13 @@ class LocalStack:
             **self.extra_env,
         }
 
-    def _start(self, name: str, argv: list[str]) -> ManagedProcess:
+    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
         process = ManagedProcess(
-            name, argv, env=self.env(), log_path=self.workdir / f"{name}.log", echo=self.echo
+            name,
+            argv,
+            env={**self.env(), **(env or {})},
+            log_path=self.workdir / f"{name}.log",
+            echo=self.echo,
         )
         return self.group.start(process)
 
@@ -211,6 +231,8 @@ class LocalStack:
                 "--without-mingle",
                 "--without-gossip",
             ],
+            # As deployed: SIGTERM starts the soft shutdown (ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS).
+            env={"REMAP_SIGTERM": "SIGQUIT"},
         )
         wait_until(lambda: " ready." in log_path.read_text("utf-8", "replace")[offset:], 60, f"the {name}")
         return process
@@ -221,6 +243,25 @@ class LocalStack:
             "beat",
             [bin_path("celery"), "-A", "workers", "beat", "--loglevel", "INFO", "--schedule", str(schedule)],
         )
+
+    def start_flower(self) -> ManagedProcess:
+        """Flower on the stack's broker: what the workers run, queued, retried and failed."""
+        process = self._start(
+            "flower",
+            [
+                bin_path("celery"),
+                "-A",
+                "workers",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={self.flower_port}",
+                *FLOWER_OPTIONS,
+            ],
+            # Local only (127.0.0.1): its HTTP API without credentials. Production sets --basic-auth.
+            env={"FLOWER_UNAUTHENTICATED_API": "true"},
+        )
+        wait_until(lambda: http_ok(self.flower_url + "/healthcheck"), 60, "Flower")
+        return process
 
     def admin(self) -> httpx.Client:
         """A client for the simulator's admin API."""

@@ -52,6 +52,7 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_TWILIO_POLL_SECONDS": "1",
     "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/test_observability.py reads it
     "ARCHIVER_METRICS_CACHE_SECONDS": "0",
+    "ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS": "3",  # a quick soft shutdown at the end of the session
 }
 
 

@@ -21,6 +21,7 @@ def test_demo_archives_deletes_and_confirms_purges_on_sqlite(tmp_path):
     assert "everything archived, verified, deleted at the provider, purge confirmed" in out
     assert "purged                      8" in out
     assert "rejected                    1" in out
-    for label in ("[s3]", "[simulator]", "[intake]", "[worker]", "[beat]"):
+    for label in ("[s3]", "[simulator]", "[intake]", "[worker]", "[beat]", "[flower]"):
         assert label in out  # logs interleaved and labelled
+    assert "Flower (tasks, queues, workers): http://127.0.0.1:" in out and "archiver status" in out
     assert (tmp_path / "demo" / "archiver.db").exists()

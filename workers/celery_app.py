@@ -3,6 +3,8 @@
 Why each setting (see ../shared/PRACTICE.md):
 * ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose process dies is redelivered,
   not acked; ``worker_prefetch_multiplier=1`` reserves one message per process.
+* soft shutdown on SIGTERM, a pool process replaced every N tasks, reconnection without
+  duplicate parallel execution (see the comments below).
 * JSON only; no result backend (state lives in the database, not in Celery results).
 * task events, sent events and STARTED state on, so Flower shows queued, running, retried, failed.
 * time limits below the item lease, so a stuck task is killed before another worker may take its
@@ -62,7 +64,19 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         worker_send_task_events=True,
         task_send_sent_event=True,
         task_track_started=True,
+        # After a broker reconnect, tasks still running from before are cancelled (their messages
+        # come back) rather than run twice in parallel with their redelivered copies.
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # SIGTERM (with REMAP_SIGTERM=SIGQUIT) starts a soft shutdown: running tasks get this long
+        # to finish, then are handed back to the broker (acks_late); keep it under the grace period.
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_seconds,
+        worker_enable_soft_shutdown_on_idle=True,
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        # Flower and events: bounded, so that months of events do not grow without limit.
+        event_queue_expires=60,
+        event_queue_ttl=5,
         task_soft_time_limit=settings.lease_seconds * 0.8,
         task_time_limit=settings.lease_seconds * 0.9,
         # Each queue its own direct exchange and routing key: a bare Queue(name) would take the

@@ -1,0 +1,69 @@
+"""Flower against the test broker: tasks the real worker runs appear in Flower's HTTP API under
+names that say what they do, with the item they work on, and in their states (succeeded, retried,
+failed), and the queues are listed with their lengths."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from celery import Celery
+
+from archiver.db.models import ItemState
+from archiver.pipeline.dispatch import ALL_QUEUES, BACKFILL_TASK_NAME, QUEUE_MAINTENANCE
+from tests.conftest import wait_for
+from tests.helpers import item_by_provider_id, wait_state
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def flower(stack):
+    process = stack.start_flower()
+    client = httpx.Client(base_url=stack.flower_url, timeout=10)
+    # Flower learns of workers from their events; wait until it has seen ours.
+    wait_for(
+        lambda: client.get("/api/workers", params={"refresh": "true"}).json(), 60, "Flower to see the worker"
+    )
+    yield client
+    client.close()
+    process.stop()
+
+
+def flower_tasks(flower, **params):
+    response = flower.get("/api/tasks", params=params)
+    response.raise_for_status()
+    return response.json()
+
+
+def test_tasks_run_by_the_worker_appear_in_flower_with_their_item_and_state(e2e, db, flower):
+    stack, simulator, _clock = e2e
+    [created] = simulator.create_realtime(1)
+    tid = created["transcriptionId"]
+    # One 429 with a short Retry-After: the archive task is retried (a countdown), then succeeds.
+    simulator.set_faults({"status": 429, "retry_after": 1, "method": "GET", "count": 1, "path_contains": tid})
+    simulator.send_webhooks()
+    item = wait_state(db, tid, ItemState.DELETION_REQUESTED)
+    ref = item_by_provider_id(db, tid).ref
+    Celery(broker=stack.broker_url).send_task(BACKFILL_TASK_NAME, args=[987654321], queue=QUEUE_MAINTENANCE)
+
+    def ours():
+        tasks = flower_tasks(flower).values()
+        mine = [t for t in tasks if ref in (t.get("kwargs") or "")]
+        failed = [t for t in tasks if t["name"] == BACKFILL_TASK_NAME and t["state"] == "FAILURE"]
+        names = {t["name"] for t in mine if t["state"] == "SUCCESS"}
+        return (
+            (mine, failed)
+            if {"archiver.archive_item", "archiver.request_deletion"} <= names and failed
+            else None
+        )
+
+    mine, failed = wait_for(ours, 30, "the item's tasks and the failed task in Flower")
+    archive = [t for t in mine if t["name"] == "archiver.archive_item"]
+    assert any(t["retries"] >= 1 for t in archive)  # the retry (429) is visible
+    assert all(str(item.id) in t["args"] for t in mine)  # the item's id and ref are the arguments
+    assert "no backfill run 987654321" in failed[0]["exception"]
+    assert {t["worker"] for t in mine} and all(t["worker"].startswith("worker@") for t in mine)
+    info = flower.get(f"/api/task/info/{archive[-1]['uuid']}").json()
+    assert info["state"] == "SUCCESS" and info["routing_key"] == "archiver.live"
+    lengths = flower.get("/api/queues/length").json()["active_queues"]
+    assert set(ALL_QUEUES) <= {q["name"] for q in lengths}
