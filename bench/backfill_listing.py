@@ -1,0 +1,120 @@
+"""Benchmark: list requests a Bandwidth backfill uses for 50,000 recordings with bursts, as a ratio
+of the minimum the 1000-entry cap forces (target ≤ 1.2).
+
+The simulator holds 50,000 recordings over one day: 40,000 spread out, and bursts of 5,000 in
+10 ms, 3,000 in 200 ms and 2,000 in one second. A dry run (counting, no archiving) lists them with
+the archiver's own backfill code against a scratch SQLite database; the simulator's audit counts
+the requests it answered. The minimum is ``50,000 // 1000 + 1``: a full page never proves a window
+complete, so at least one page per 1,000 plus one that comes back short.
+
+    .venv/bin/python -m bench.backfill_listing
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from archiver.backfill import backfill_status, run_backfill, start_bandwidth_backfill
+from archiver.config import Settings
+from archiver.db.migrate import upgrade
+from archiver.pipeline.context import PipelineContext
+from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+from bench.results import write_section
+
+TOTAL = 50_000
+SINCE = datetime(2026, 11, 1, tzinfo=UTC)
+UNTIL = SINCE + timedelta(days=1)
+BURSTS = [(timedelta(hours=3), 5000, 10), (timedelta(hours=9), 3000, 200), (timedelta(hours=15), 2000, 1000)]
+
+
+def iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+class NoDispatch:
+    """A dry run sends nothing."""
+
+    def enqueue(self, *_args: object) -> None:
+        raise AssertionError("a dry run enqueues nothing")
+
+    def enqueue_backfill(self, run_id: int) -> None:
+        raise AssertionError("a dry run enqueues nothing")
+
+    def backlog(self) -> dict[str, int] | None:
+        return None
+
+
+def main() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    sim = ManagedProcess(
+        "simulator", [bin_path("archiver"), "simulator", "--port", str(port), "--password", "bench-pass"]
+    ).start()
+    try:
+        wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")
+        admin = httpx.Client(base_url=url, headers={"Authorization": "Bearer sim-admin-token"}, timeout=600)
+        bursts = [{"at": iso(SINCE + at), "count": n, "span_ms": span} for at, n, span in BURSTS]
+        spread = TOTAL - sum(n for _, n, _ in BURSTS)
+        scenario = {
+            "since": iso(SINCE),
+            "until": iso(UNTIL),
+            "recordings": spread,
+            "bursts": bursts,
+            "realtime": 0,
+        }
+        created = admin.post("/admin/scenario", json=scenario).json()
+        assert created["recordings"] == TOTAL, created
+        with tempfile.TemporaryDirectory() as scratch:
+            settings = Settings(
+                _env_file=None,
+                database_url=f"sqlite:///{Path(scratch) / 'bench.db'}",
+                bandwidth_username="sim-user",
+                bandwidth_password="bench-pass",  # type: ignore[arg-type]
+                bandwidth_base_url=f"{url}/api/v2",
+            )
+            upgrade(settings.database_url)
+            ctx = PipelineContext.from_settings(settings, NoDispatch())
+            started = time.perf_counter()
+            run = start_bandwidth_backfill(ctx, "9900000", SINCE, UNTIL, realtime=False, dry_run=True)
+            while run_backfill(ctx, run.id, budget_seconds=3600).more:
+                pass
+            elapsed = time.perf_counter() - started
+            [status] = backfill_status(ctx, run.id)
+            ctx.close()
+        served = [
+            e
+            for e in admin.get("/admin/audit", params={"method": "GET"}).json()["entries"]
+            if e["path"].endswith("/recordings")
+        ]
+    finally:
+        sim.stop()
+    minimum = TOTAL // 1000 + 1
+    ratio = status["list_requests"] / minimum
+    assert status["found"] == TOTAL and not status["truncated_windows"], status
+    assert len(served) == status["list_requests"], (len(served), status["list_requests"])
+    print(
+        f"{TOTAL} recordings found with {status['list_requests']} list requests (minimum {minimum}): {ratio:.3f}"
+    )
+    write_section(
+        "Backfill listing (50,000 recordings with bursts)",
+        ".venv/bin/python -m bench.backfill_listing",
+        f"""
+Recordings: {TOTAL:,} in one day ({spread:,} spread out; bursts of 5,000 in 10 ms, 3,000 in 200 ms,
+2,000 in 1 s). A dry run of `archiver backfill bandwidth` against the simulator.
+
+| found | list requests | minimum (cap of 1000) | ratio | target | time |
+|---|---|---|---|---|---|
+| {status["found"]:,} | {status["list_requests"]} | {minimum} | {ratio:.3f} | ≤ 1.2 | {elapsed:.1f} s |
+
+The simulator's audit counted the same {len(served)} list requests.
+""",
+    )
+
+
+if __name__ == "__main__":
+    main()
