@@ -22,21 +22,20 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
 import httpx
-import psycopg
+from sqlalchemy import func, select
 
+from archiver.db.models import WebhookEvent
+from archiver.db.session import Database
 from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 from bench.results import write_section
+from bench.scratch import BROKER, scratch_database
 
 SECONDS = 15.0
 #: Load processes, each one keep-alive connection sending one request at a time.
 CONNECTIONS = 6
-PG_ADMIN = os.environ.get("ARCHIVER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_BASE = os.environ.get("ARCHIVER_TEST_PG_URL_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
-BROKER = "redis://127.0.0.1:6379/5"
 AUTH = ("bench-intake", "bench-intake-password")
 
 BARE_APP = """
@@ -131,15 +130,7 @@ def load(kind: str, url: str, seconds: float, rate: float, run: str) -> dict[str
     return {"rate": accepted / seconds, "accepted": accepted, "sent": len(latencies), "latencies": latencies}
 
 
-def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else 0.0
-
-
-def main() -> None:
-    name = f"archiver_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    database_url = f"{PG_BASE}/{name}"
+def measure(database_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     env = {
         **os.environ,
         "ARCHIVER_DATABASE_URL": database_url,
@@ -161,16 +152,25 @@ def main() -> None:
         bare_run = load("closed", f"http://127.0.0.1:{bare_port}/webhooks/bandwidth", SECONDS, 0, "bare")
         intake_url = f"http://127.0.0.1:{intake_port}/webhooks/bandwidth"
         intake_run = load("closed", intake_url, SECONDS, 0, "closed")
-        half = bare_run["rate"] / 2
-        paced = load("open", intake_url, SECONDS, half, "open")
+        paced = load("open", intake_url, SECONDS, bare_run["rate"] / 2, "open")
     finally:
         intake.stop()
         bare.stop()
-    with psycopg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}") as conn:
-        row = conn.execute("SELECT count(*) FROM webhook_events").fetchone()
-        stored = int(row[0]) if row else 0
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE "{name}"')
+    db = Database(database_url)
+    with db.sessionmaker() as session:
+        stored = int(session.scalar(select(func.count()).select_from(WebhookEvent)) or 0)
+    db.dispose()
+    return bare_run, intake_run, paced, stored
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    with scratch_database() as database_url:
+        bare_run, intake_run, paced, stored = measure(database_url)
+    half = bare_run["rate"] / 2
     accepted = intake_run["accepted"] + paced["accepted"]
     ratio = intake_run["rate"] / bare_run["rate"]
     p50, p99 = pct(paced["latencies"], 50), pct(paced["latencies"], 99)

@@ -16,7 +16,7 @@ import redis
 from archiver.db.models import ItemState
 from archiver.supervisor import bin_path
 from tests.conftest import TEST_REDIS_URL, wait_for
-from tests.helpers import item_by_provider_id, objects, wait_state
+from tests.helpers import history, item_by_provider_id, objects, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -77,3 +77,26 @@ def test_worker_health_answers_for_a_live_worker_only(stack):
         env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert absent.returncode == 1 and "worker@nowhere: no answer" in absent.stdout
+
+
+def test_broker_connections_lost_mid_task_archive_once_without_parallel_runs(e2e, db):
+    """Every client connection of the broker dropped while a task is at work: the worker reconnects,
+    cancels the task it was running rather than let a redelivered copy run beside it, and the item
+    is archived and deleted exactly once."""
+    stack, simulator, _clock = e2e
+    [created] = simulator.create_realtime(1)
+    tid = created["transcriptionId"]
+    simulator.set_faults(
+        {"status": 0, "latency_seconds": 4.0, "method": "GET", "count": 1, "path_contains": tid}
+    )
+    simulator.send_webhooks()
+    wait_for(lambda: (i := item_by_provider_id(db, tid)) and i.lease_owner, 20, "the task under way")
+    broker = redis.Redis.from_url(TEST_REDIS_URL)
+    killed = broker.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    item = wait_state(db, tid, ItemState.DELETION_REQUESTED, timeout=90)
+    assert len(objects(db, item.id)) == 1
+    assert len(simulator.audit(method="DELETE", path_contains=tid)) == 1
+    archived = [h for h in history(db, item.id) if h.to_state == ItemState.ARCHIVED]
+    assert len(archived) == 1
+    worker_process(stack)  # the worker is still up (reconnected), not restarted

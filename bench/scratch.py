@@ -1,0 +1,52 @@
+"""A scratch PostgreSQL database and a running local stack for the benchmarks that need them."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+from archiver.devstack import LocalStack
+
+PG_ADMIN = os.environ.get("ARCHIVER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_BASE = os.environ.get("ARCHIVER_TEST_PG_URL_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
+#: A Redis database of the benchmarks' own (the tests use 8-10).
+BROKER = "redis://127.0.0.1:6379/4"
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
+    name = f"archiver_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_BASE}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def running_stack(database_url: str, env: dict[str, str], worker_processes: int) -> Iterator[LocalStack]:
+    """S3, the simulator (reset), migrations, the intake, one worker and beat; stopped afterwards."""
+    with tempfile.TemporaryDirectory() as workdir:
+        stack = LocalStack(workdir=Path(workdir), database_url=database_url, broker_url=BROKER, extra_env=env)
+        try:
+            stack.start_s3()
+            stack.start_simulator()
+            stack.migrate()
+            stack.start_intake()
+            stack.start_worker(concurrency=worker_processes)
+            stack.start_beat()
+            stack.object_store()  # creates the bucket
+            with stack.admin() as admin:
+                admin.post("/admin/reset").raise_for_status()
+            yield stack
+        finally:
+            stack.stop()
