@@ -162,3 +162,9 @@ def test_the_iam_policy_grants_only_what_the_archiver_uses():
     }
     assert actions <= used
     assert not any("Delete" in a or a.endswith("*") for a in actions)  # the archive is never deleted by us
+
+
+def test_every_setting_is_documented_in_the_readme():
+    readme = (DEPLOY.parent / "README.md").read_text()
+    undocumented = sorted(name for name in KNOWN if f"`{name}`" not in readme)
+    assert not undocumented, f"README's configuration table lacks {undocumented}"
