@@ -120,6 +120,13 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         ]
         if not due_recordings and not due_transcripts:
             return delivered
+        # Claimed before the first await: ticks overlap (the background loop and /admin/tick), and
+        # each callback must go out once.
+        for recording in due_recordings:
+            assert recording.transcription is not None
+            recording.transcription.notified = True
+        for transcript in due_transcripts:
+            transcript.notified = True
         async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
             for recording in due_recordings:
                 t = recording.transcription
