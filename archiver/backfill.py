@@ -479,15 +479,6 @@ def _twilio_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
         except InvalidId:
             continue
         if t.get("status") == "completed":
-            found.append(
-                AnnouncedItem(
-                    provider=Provider.TWILIO,
-                    account_id=account,
-                    kind=ArtifactKind.TRANSCRIPT,
-                    provider_id=sid,
-                    call_id=None,
-                    action=Action.ARCHIVE,
-                )
-            )
+            found.append(AnnouncedItem.twilio_transcript(account, sid))
     checkpoint = {"next_url": next_url, "started": True}
     return _commit_progress(ctx, run_id, owner, found, checkpoint, windows_done=1, done=next_url is None)

@@ -37,8 +37,8 @@ class SharedCounters:
     """Counters kept in Redis, incremented by every worker process, read by the metrics endpoint.
     Never in the way: a Redis error is logged and the count skipped."""
 
-    def __init__(self, url: str) -> None:
-        self._client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
 
     def incr(self, name: str, amount: int = 1) -> None:
         try:

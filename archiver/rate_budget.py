@@ -72,9 +72,16 @@ class RateBudget:
         self._script = client.register_script(_RESERVE)
 
     @classmethod
+    def for_account(
+        cls, client: redis.Redis, provider: str, account: str, rate: float, **options: float
+    ) -> RateBudget:
+        """The budget every worker of ``provider``'s ``account`` shares."""
+        return cls(client, f"archiver:rate-budget:{provider}:{account}", rate, **options)
+
+    @classmethod
     def from_url(cls, url: str, provider: str, account: str, rate: float, **options: float) -> RateBudget:
         client = redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
-        return cls(client, f"archiver:rate-budget:{provider}:{account}", rate, **options)
+        return cls.for_account(client, provider, account, rate, **options)
 
     def reserve(self) -> Reservation:
         """Reserve the next slot, if it is at most ``max_wait`` away. Redis being unreachable

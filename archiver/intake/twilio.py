@@ -16,10 +16,10 @@ import json
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from archiver.db.models import ArtifactKind, Provider
+from archiver.db.models import Provider
 from archiver.ids import InvalidId, validate
 from archiver.intake.bandwidth import EventRejected
-from archiver.pipeline.events import AcceptedEvent, Action, AnnouncedItem
+from archiver.pipeline.events import AcceptedEvent, AnnouncedItem
 
 TRANSCRIPT_AVAILABLE = "voice_intelligence_transcript_available"
 
@@ -84,14 +84,7 @@ def parse_twilio_event(
     key = (
         "twilio:" + hashlib.sha256(f"{event_type}\x1f{account_sid}\x1f{transcript_sid}".encode()).hexdigest()
     )
-    item = AnnouncedItem(
-        provider=Provider.TWILIO,
-        account_id=account_sid,
-        kind=ArtifactKind.TRANSCRIPT,
-        provider_id=transcript_sid,
-        call_id=None,
-        action=Action.ARCHIVE,
-    )
+    item = AnnouncedItem.twilio_transcript(account_sid, transcript_sid)
     return AcceptedEvent(Provider.TWILIO, event_type, key, account_sid, raw, item)
 
 

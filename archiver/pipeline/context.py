@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from uuid import uuid4
 
+import redis
+
 from archiver.clock import Clock, clock_from_settings
 from archiver.config import Settings
 from archiver.db.session import Database
@@ -60,20 +62,27 @@ class PipelineContext:
             )
         return self._bandwidth
 
+    @cached_property
+    def _shared_redis(self) -> redis.Redis | None:
+        """One client (one connection pool) per process for the rate budgets and the counters."""
+        url = self.settings.shared_redis_url
+        if url is None:
+            return None
+        return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+
     @property
     def shared_counters(self) -> SharedCounters | None:
         """Metric counters every worker adds to (in Redis), for the metrics endpoint."""
-        if self._counters is None and self.settings.shared_redis_url is not None:
-            self._counters = SharedCounters(self.settings.shared_redis_url)
+        if self._counters is None and self._shared_redis is not None:
+            self._counters = SharedCounters(self._shared_redis)
         return self._counters
 
     def _budget(self, provider: str, account: str, rate: float) -> RateBudget | None:
         """The account's shared request budget, if one is configured."""
-        url = self.settings.shared_redis_url
-        if rate <= 0 or url is None:
+        if rate <= 0 or self._shared_redis is None:
             return None
-        return RateBudget.from_url(
-            url,
+        return RateBudget.for_account(
+            self._shared_redis,
             provider,
             account,
             rate,

@@ -18,6 +18,7 @@ from archiver.db.models import (
     ArtifactKind,
     ItemHistory,
     ItemState,
+    Provider,
     TranscriptionState,
     WebhookEvent,
 )
@@ -53,6 +54,20 @@ class AnnouncedItem:
     provider_started_at: datetime | None = None
     provider_completed_at: datetime | None = None
     partial: bool = False
+
+    @classmethod
+    def twilio_transcript(
+        cls, account_sid: str, transcript_sid: str, action: Action = Action.ARCHIVE
+    ) -> AnnouncedItem:
+        """A Twilio transcript (no call id), however it was announced: webhook, request or backfill."""
+        return cls(
+            provider=Provider.TWILIO,
+            account_id=account_sid,
+            kind=ArtifactKind.TRANSCRIPT,
+            provider_id=transcript_sid,
+            call_id=None,
+            action=action,
+        )
 
 
 @dataclass(frozen=True)

@@ -234,14 +234,7 @@ def request_transcript(
         dedupe_key=f"twilio:requested:{sid}",
         account_id=account,
         payload=document.body.decode("utf-8", "replace"),
-        item=AnnouncedItem(
-            provider=Provider.TWILIO,
-            account_id=account,
-            kind=ArtifactKind.TRANSCRIPT,
-            provider_id=sid,
-            call_id=None,
-            action=Action.ARCHIVE_LATER,
-        ),
+        item=AnnouncedItem.twilio_transcript(account, sid, Action.ARCHIVE_LATER),
     )
     _recorded, item_id = record_event(ctx, event)
     log.info("requested Twilio transcript %s (item %s)", sid, item_id)
