@@ -1,11 +1,13 @@
 """Validating real simulator responses against the providers' OpenAPI specs with openapi-core.
 
-The specs live in ``../shared/specs`` beside the repository (``ARCHIVER_SPECS_DIR`` overrides it).
+The specs live in ``../shared/specs`` beside the repository, or beside the local repository a clone
+was made from (``ARCHIVER_SPECS_DIR`` overrides both).
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 from functools import cache
 from pathlib import Path
 
@@ -14,14 +16,30 @@ from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 
+def _origin() -> Path | None:
+    """The repository this checkout was cloned from, when that is a local path."""
+    try:
+        url = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "config", "--get", "remote.origin.url"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        return None
+    path = Path(url.removeprefix("file://")) if url.startswith(("/", "file://")) else None
+    return path.resolve() if path is not None and path.is_dir() else None
+
+
 def _specs_dir() -> Path:
-    """``ARCHIVER_SPECS_DIR``, else the first ``shared/specs`` beside the repository or above it."""
+    """``ARCHIVER_SPECS_DIR``, else the first ``shared/specs`` beside the repository or above it,
+    else beside the local repository a fresh clone was made from."""
     if os.environ.get("ARCHIVER_SPECS_DIR"):
         return Path(os.environ["ARCHIVER_SPECS_DIR"])
-    for parent in Path(__file__).resolve().parents:
+    here = Path(__file__).resolve()
+    origin = _origin()
+    for parent in [*here.parents, *(origin.parents if origin else [])]:
         if (parent / "shared" / "specs").is_dir():
             return parent / "shared" / "specs"
-    return Path(__file__).resolve().parents[2] / "shared" / "specs"
+    return here.parents[2] / "shared" / "specs"
 
 
 SPECS_DIR = _specs_dir()
