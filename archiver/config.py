@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     # --- HTTP to providers -----------------------------------------------------------------------
     http_connect_timeout_seconds: float = Field(default=5.0, gt=0)
     http_read_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: In-place retries of a provider GET or DELETE after a 5xx or a connection error (with
+    #: jittered backoff from ARCHIVER_HTTP_RETRY_BACKOFF_SECONDS), before the step's retry policy.
+    http_retries: int = Field(default=2, ge=0, le=10)
+    http_retry_backoff_seconds: float = Field(default=0.5, gt=0, le=10)
     #: Requests per second each provider account allows, shared by every worker on every host (a
     #: token bucket in Redis); 0 turns the shared budget off (429 and Retry-After still apply).
     bandwidth_requests_per_second: float = Field(default=0.0, ge=0)

@@ -96,3 +96,55 @@ def test_invalid_ids_never_reach_the_network(bandwidth):
         with pytest.raises(InvalidId):
             client.delete_realtime_transcription(*ids)
     assert simulator.audit() == []
+
+
+def test_5xx_and_dropped_connections_are_retried_in_place_for_gets_and_deletes(bandwidth):
+    client, simulator, _ = bandwidth
+    client.retries, client.retry_backoff = 2, 0.05
+    [t] = simulator.create_realtime(1)
+    ids = (t["accountId"], t["callId"], t["transcriptionId"])
+    simulator.set_faults({"status": 503, "count": 1}, {"status": 0, "reset_after_bytes": 5, "count": 1})
+    assert client.get_realtime_transcription(*ids).data["transcriptionId"] == t["transcriptionId"]
+    simulator.set_faults({"status": 500, "count": 2, "method": "DELETE"})
+    assert client.delete_realtime_transcription(*ids) is DeleteOutcome.DELETED
+    trail = [(e["method"], e["status"]) for e in simulator.audit(path_contains=t["transcriptionId"])]
+    assert trail == [
+        ("GET", 503),
+        ("GET", 200),
+        ("GET", 200),
+        ("DELETE", 500),
+        ("DELETE", 500),
+        ("DELETE", 200),
+    ]
+
+    # Three failures in a row: the error goes to the step's policy after 1 + 2 requests.
+    simulator.set_faults({"status": 503})
+    with pytest.raises(ProviderUnavailable):
+        client.realtime_transcription_exists(*ids)
+    assert len(simulator.audit(method="GET", path_contains=t["transcriptionId"])) == 3 + 3
+    # A 429 is the provider's pacing: never retried in place.
+    simulator.set_faults({"status": 429, "retry_after": 1})
+    with pytest.raises(RateLimited):
+        client.realtime_transcription_exists(*ids)
+    assert len(simulator.audit(method="GET", path_contains=t["transcriptionId"])) == 3 + 3 + 1
+
+
+def test_opening_a_media_stream_is_retried_in_place_and_a_post_never_is(bandwidth):
+    client, simulator, _ = bandwidth
+    client.retries, client.retry_backoff = 2, 0.05
+    response = simulator.client.post("/admin/recordings", json={"count": 1, "duration": 2.0, "channels": 1,
+                                                                "file_format": "wav", "with_transcription": False})  # fmt: skip
+    rec = response.json()["created"][0]
+    ids = (rec["accountId"], rec["callId"], rec["recordingId"])
+    simulator.set_faults({"status": 502, "count": 2, "path_contains": "/media"})
+    with client.stream_media(*ids) as media:
+        body = b"".join(media.iter_bytes())
+    assert len(body) == rec["size"]
+    statuses = [e["status"] for e in simulator.audit(method="GET", path_contains="/media")]
+    assert statuses == [502, 502, 200]
+    simulator.set_faults({"status": 503, "method": "POST"})
+    with pytest.raises(ProviderUnavailable):
+        client.request_transcription(
+            *ids, callback_url="https://example.com/hook", username="u", password="p"
+        )
+    assert len(simulator.audit(method="POST")) == 1

@@ -213,7 +213,7 @@ def test_5xx_streak_backs_off_then_succeeds(e2e, db):
     assert [e["status"] for e in gets] == [500, 500, 500, 200]
     gaps = [b["monotonic"] - a["monotonic"] for a, b in itertools.pairwise(gets)]
     assert all(gap >= 0.15 for gap in gaps), gaps  # backed off, not hammered
-    assert item.attempts == 3
+    assert item.attempts == 1  # 1 + ARCHIVER_HTTP_RETRIES in place, then the step's retry
     assert len(simulator.audit(method="DELETE", path_contains=tid)) == 1
 
 
@@ -223,7 +223,8 @@ def test_5xx_forever_dead_letters_with_the_reason(e2e, db):
     item = wait_state(db, tid, ItemState.DEAD)
     assert item.failed_state == ItemState.PENDING
     assert "503" in item.last_error and "system-overloaded" in item.last_error
-    assert len(simulator.audit(method="GET", path_contains=tid)) == 5  # ARCHIVER_MAX_ATTEMPTS
+    # ARCHIVER_MAX_ATTEMPTS, each 1 + ARCHIVER_HTTP_RETRIES requests
+    assert len(simulator.audit(method="GET", path_contains=tid)) == 5 * 3
     assert simulator.audit(method="DELETE") == []
 
     import subprocess

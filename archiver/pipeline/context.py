@@ -57,6 +57,8 @@ class PipelineContext:
                 clock=self.clock,
             )
             self._bandwidth.counters = self.shared_counters
+            self._bandwidth.retries = s.http_retries
+            self._bandwidth.retry_backoff = s.http_retry_backoff_seconds
             self._bandwidth.budget = self._budget(
                 "bandwidth", s.bandwidth_username, s.bandwidth_requests_per_second
             )
@@ -106,6 +108,8 @@ class PipelineContext:
                 clock=self.clock,
             )
             self._twilio.counters = self.shared_counters
+            self._twilio.retries = s.http_retries
+            self._twilio.retry_backoff = s.http_retry_backoff_seconds
             self._twilio.budget = self._budget("twilio", s.twilio_account_sid, s.twilio_requests_per_second)
         return self._twilio
 

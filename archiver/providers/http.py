@@ -5,6 +5,9 @@ place."""
 from __future__ import annotations
 
 import json
+import logging
+import random
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +21,12 @@ from archiver.metrics import SharedCounters
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
 from archiver.rate_budget import RateBudget
+
+log = logging.getLogger(__name__)
+
+#: Methods a lost answer cannot make harmful to repeat: a repeated DELETE finds the artifact gone
+#: (404, which ``_delete`` reads as already deleted). A POST is never repeated in place.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "DELETE"})
 
 
 class DeleteOutcome(StrEnum):
@@ -63,6 +72,30 @@ class ProviderHttp:
     provider_name = "provider"
     budget: RateBudget | None = None
     counters: SharedCounters | None = None
+    #: In-place retries of an idempotent request after a 5xx or a connection error, before the
+    #: failure goes to the step's retry policy, which re-runs the whole step (every request of a
+    #: transcript with its sentences, results and media, again). 429s are not retried here: they
+    #: are the provider's pacing, which the step's policy honours without counting an attempt.
+    retries: int = 0
+    retry_backoff: float = 0.5
+
+    def _retry_delay(self, retry: int) -> float:
+        """Full jitter, from ``retry_backoff`` doubling per retry, at most 4 s."""
+        ceiling = min(4.0, self.retry_backoff * (2**retry))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _with_retries(self, method: str, url: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+        retries = self.retries if method in IDEMPOTENT_METHODS else 0
+        for retry in range(retries + 1):
+            try:
+                return send()
+            except ProviderUnavailable as exc:
+                if retry == retries:
+                    raise
+                delay = self._retry_delay(retry)
+                log.info("%s; retrying in place in %.2f s (%d of %d)", exc, delay, retry + 1, retries)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def _spend(self, method: str, url: str) -> None:
         """Take a slot of the shared budget before an API request; a slot too far away becomes a
@@ -85,6 +118,9 @@ class ProviderHttp:
         """A hook for every response (Twilio logs its rate-limit headers)."""
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self._with_retries(method, url, lambda: self._request_once(method, url, **kwargs))
+
+    def _request_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         self._spend(method, url)
         try:
             response = self._http.request(method, url, **kwargs)
@@ -128,14 +164,29 @@ class ProviderHttp:
     @contextmanager
     def _stream(self, client: httpx.Client, url: str, shown: str) -> Iterator[httpx.Response]:
         """A streaming GET whose errors are raised before the body is read (``shown``: the URL as
-        it may appear in messages)."""
+        it may appear in messages). Opening it is retried in place; a body cut short is not (its
+        bytes are already on their way to S3): that is for the step's retry policy."""
+        response = self._with_retries("GET", shown, lambda: self._open_stream(client, url, shown))
+        try:
+            yield response
+        except httpx.TransportError as exc:
+            raise ProviderUnavailable(f"GET {shown}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            response.close()
+
+    def _open_stream(self, client: httpx.Client, url: str, shown: str) -> httpx.Response:
         if client is self._http:  # the provider's API; media hosts elsewhere have no shared budget
             self._spend("GET", shown)
         try:
-            with client.stream("GET", url) as response:
-                if not 200 <= response.status_code < 300:
-                    response.read()
-                    self._raise_for(response, "GET", shown)
-                yield response
+            response = client.send(client.build_request("GET", url), stream=True)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"GET {shown}: {type(exc).__name__}: {exc}") from exc
+        if not 200 <= response.status_code < 300:
+            try:
+                response.read()
+            except httpx.TransportError:
+                pass
+            finally:
+                response.close()
+            self._raise_for(response, "GET", shown)
+        return response
