@@ -202,19 +202,17 @@ def accepted(status: int | None) -> bool:
 def deliver(simulator: Simulator, event: str, ids: list[str], refused: list[tuple[str, str]]) -> list[str]:
     """Send the events; returns the ids answered 2xx and appends the others to ``refused``."""
     deliveries = simulator.send_webhooks(event=event, ids=ids)
-    ok = []
-    by_id: dict[str, bool] = {}
-    for d in deliveries:
-        by_id[d["id"]] = by_id.get(d["id"], False) or accepted(d["status"])
-        if accepted(d["status"]):
-            ok.append(d["id"])
     if event == "rejected":
-        # Each rejected event names a new id; the source transcription is what is sent again.
-        if len(ok) < len(ids):
-            refused.extend((event, i) for i in ids[len(ok) :])
-        return ok
-    refused.extend((event, i) for i in ids if not by_id.get(i))
-    return ok
+        # Each rejected event names a new id; deliveries come in the order the sources were
+        # created (as ``ids`` is), and the source transcription is what is sent again.
+        assert len(deliveries) == len(ids)
+        refused.extend(
+            (event, source) for source, d in zip(ids, deliveries, strict=True) if not accepted(d["status"])
+        )
+        return [d["id"] for d in deliveries if accepted(d["status"])]
+    ok = {d["id"] for d in deliveries if accepted(d["status"])}
+    refused.extend((event, i) for i in ids if i not in ok)
+    return sorted(ok)
 
 
 def counts_by_state(database: Database) -> Counter[str]:
