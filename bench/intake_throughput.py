@@ -31,7 +31,7 @@ from archiver.db.models import WebhookEvent
 from archiver.db.session import Database
 from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 from bench.results import write_section
-from bench.scratch import BROKER, scratch_database
+from bench.scratch import BROKER, fresh_broker, scratch_database
 
 SECONDS = 15.0
 #: Load processes, each one keep-alive connection sending one request at a time.
@@ -140,6 +140,7 @@ def measure(database_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
         "ARCHIVER_LOG_LEVEL": "WARNING",
     }
     subprocess.run([bin_path("archiver"), "db", "upgrade"], env=env, check=True, capture_output=True)
+    fresh_broker()
     bare_port, intake_port = free_port(), free_port()
     bare = ManagedProcess("bare", [sys.executable, "-c", BARE_APP, str(bare_port)]).start()
     intake = ManagedProcess(
@@ -156,6 +157,7 @@ def measure(database_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
     finally:
         intake.stop()
         bare.stop()
+        fresh_broker()  # no worker runs here: the accepted events' messages are not for later
     db = Database(database_url)
     with db.sessionmaker() as session:
         stored = int(session.scalar(select(func.count()).select_from(WebhookEvent)) or 0)
