@@ -20,6 +20,7 @@ from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, ItemSta
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, schedule_now
 from archiver.pipeline.leases import transition
+from archiver.status import dead_letters_query
 from archiver.storage import StoredObject, VerificationFailed
 
 
@@ -34,12 +35,7 @@ def _iso(value: datetime | None) -> str | None:
 def dead_letters(ctx: PipelineContext, limit: int = 1000) -> list[dict[str, Any]]:
     """Dead-lettered items, newest first, with the step they stopped at and why."""
     with ctx.db.sessionmaker() as session:
-        items = session.scalars(
-            select(ArchiveItem)
-            .where(ArchiveItem.state == ItemState.DEAD)
-            .order_by(ArchiveItem.updated_at.desc(), ArchiveItem.id.desc())
-            .limit(limit)
-        ).all()
+        items = session.scalars(dead_letters_query(limit)).all()
         return [
             {
                 "id": i.id,

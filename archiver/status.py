@@ -5,12 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 
 from archiver.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
 from archiver.db.session import Database
 from archiver.retention import at_risk
+
+
+def dead_letters_query(limit: int) -> Select[ArchiveItem]:
+    """Dead-lettered items, the most recent first (``archiver status``, ``archiver items dead``)."""
+    return (
+        select(ArchiveItem)
+        .where(ArchiveItem.state == ItemState.DEAD)
+        .order_by(ArchiveItem.updated_at.desc(), ArchiveItem.id.desc())
+        .limit(limit)
+    )
 
 
 def collect_status(
@@ -23,12 +33,7 @@ def collect_status(
             .tuples()
             .all()
         )
-        dead = session.scalars(
-            select(ArchiveItem)
-            .where(ArchiveItem.state == ItemState.DEAD)
-            .order_by(ArchiveItem.updated_at.desc())
-            .limit(dead_letter_limit)
-        ).all()
+        dead = session.scalars(dead_letters_query(dead_letter_limit)).all()
         rejected = counts.get(ItemState.REJECTED.value, 0)
     status: dict[str, Any] = {
         "items_by_state": {state.value: int(counts.get(state.value, 0)) for state in ItemState},

@@ -17,14 +17,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-
 from archiver.backfill import backfill_status, run_backfill, start_bandwidth_backfill
 from archiver.config import Settings
 from archiver.db.migrate import upgrade
 from archiver.pipeline.context import PipelineContext
-from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 from bench.results import write_section
+from bench.scratch import standalone_simulator
 
 TOTAL = 50_000
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -50,14 +48,8 @@ class NoDispatch:
 
 
 def main() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sim = ManagedProcess(
-        "simulator", [bin_path("archiver"), "simulator", "--port", str(port), "--password", "bench-pass"]
-    ).start()
-    try:
-        wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")
-        admin = httpx.Client(base_url=url, headers={"Authorization": "Bearer sim-admin-token"}, timeout=600)
+    with standalone_simulator(admin_timeout=600) as sim:
+        url, admin = sim.url, sim.admin
         bursts = [{"at": iso(SINCE + at), "count": n, "span_ms": span} for at, n, span in BURSTS]
         spread = TOTAL - sum(n for _, n, _ in BURSTS)
         scenario = {
@@ -91,8 +83,6 @@ def main() -> None:
             for e in admin.get("/admin/audit", params={"method": "GET"}).json()["entries"]
             if e["path"].endswith("/recordings")
         ]
-    finally:
-        sim.stop()
     minimum = TOTAL // 1000 + 1
     ratio = status["list_requests"] / minimum
     assert status["found"] == TOTAL and not status["truncated_windows"], status

@@ -7,12 +7,15 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 
 from archiver.devstack import LocalStack
+from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
 PG_ADMIN = os.environ.get("ARCHIVER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_BASE = os.environ.get("ARCHIVER_TEST_PG_URL_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -64,3 +67,28 @@ def running_stack(database_url: str, env: dict[str, str], worker_processes: int)
         finally:
             stack.stop()
             fresh_broker()
+
+
+@dataclass
+class StandaloneSimulator:
+    url: str
+    process: ManagedProcess
+    admin: httpx.Client
+
+
+@contextmanager
+def standalone_simulator(admin_timeout: float = 60.0) -> Iterator[StandaloneSimulator]:
+    """A simulator process of its own (API user ``sim-user``, password ``bench-pass``, the default
+    admin token) and a client for its admin API; stopped afterwards."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = ManagedProcess(
+        "simulator", [bin_path("archiver"), "simulator", "--port", str(port), "--password", "bench-pass"]
+    ).start()
+    try:
+        wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")
+        headers = {"Authorization": "Bearer sim-admin-token"}
+        with httpx.Client(base_url=url, headers=headers, timeout=admin_timeout) as admin:
+            yield StandaloneSimulator(url, process, admin)
+    finally:
+        process.stop()

@@ -12,8 +12,8 @@ import time
 
 import httpx
 
-from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 from bench.results import write_section
+from bench.scratch import standalone_simulator
 
 SIZES_MIB = (64, 256, 1024)
 WAV_STEREO_BYTES_PER_SECOND = 8000 * 2 * 2
@@ -28,17 +28,11 @@ def proc_kib(pid: int, field: str) -> int:
 
 
 def main() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sim = ManagedProcess(
-        "simulator", [bin_path("archiver"), "simulator", "--port", str(port), "--password", "bench-pass"]
-    ).start()
     rows = []
-    try:
-        wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")
-        admin = httpx.Client(base_url=url, headers={"Authorization": "Bearer sim-admin-token"}, timeout=60)
-        # uvicorn runs the app in the simulator's own process: sim.pid is the server.
-        baseline = proc_kib(sim.pid, "VmRSS")
+    with standalone_simulator() as sim:
+        url, admin = sim.url, sim.admin
+        # uvicorn runs the app in the simulator's own process: sim.process.pid is the server.
+        baseline = proc_kib(sim.process.pid, "VmRSS")
         for mib in SIZES_MIB:
             duration = (mib * 2**20 - 44) / WAV_STEREO_BYTES_PER_SECOND
             [rec] = admin.post(
@@ -54,14 +48,11 @@ def main() -> None:
                     received += len(chunk)
             elapsed = time.perf_counter() - started
             assert received == declared == rec["size"], (received, declared, rec["size"])
-            peak = proc_kib(sim.pid, "VmHWM")
+            peak = proc_kib(sim.process.pid, "VmHWM")
             rows.append((mib, received, elapsed, received / elapsed / 2**20, peak / 1024))
             print(
                 f"{mib:>5} MiB: {received / elapsed / 2**20:7.1f} MiB/s, simulator peak RSS {peak / 1024:6.1f} MiB"
             )
-        admin.close()
-    finally:
-        sim.stop()
     table = ["| media | bytes | seconds | throughput | simulator peak RSS (VmHWM) |", "|---|---|---|---|---|"]
     table += [f"| {m} MiB WAV | {b} | {s:.2f} | {t:.0f} MiB/s | {p:.1f} MiB |" for m, b, s, t, p in rows]
     growth = rows[-1][4] - rows[0][4]

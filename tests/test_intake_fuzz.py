@@ -88,17 +88,21 @@ class Fuzzer:
             )
         return "POST", "/webhooks/bandwidth", headers, json.dumps(self.event()).encode(), auth
 
+    def bandwidth_post(self, body: bytes) -> tuple[str, str, dict[str, str], bytes, Any]:
+        """A JSON POST to the Bandwidth webhook with the right credentials."""
+        return "POST", "/webhooks/bandwidth", {"Content-Type": "application/json"}, body, self.auth
+
     def not_json(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         raw = json.dumps(self.event()).encode()
         body = self.rng.choice(
             [raw[: self.rng.randrange(1, len(raw))], bytes(self.rng.randrange(256) for _ in range(64)),
              b"", b"\xff\xfe" + raw, raw.replace(b'"', b"'"), b"{" * 1000]
         )  # fmt: skip
-        return "POST", "/webhooks/bandwidth", {"Content-Type": "application/json"}, body, self.auth
+        return self.bandwidth_post(body)
 
     def not_an_object(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         body = json.dumps(self.rng.choice([[self.event()], 42, "event", None, True, []])).encode()
-        return "POST", "/webhooks/bandwidth", {"Content-Type": "application/json"}, body, self.auth
+        return self.bandwidth_post(body)
 
     def broken_event(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         event = self.event()
@@ -117,13 +121,7 @@ class Fuzzer:
                 event["realTimeTranscription"] = self.rng.choice(JUNK_VALUES)
         else:
             event[self.rng.choice(sorted(ID_FIELDS & set(event)))] = self.rng.choice(JUNK_VALUES)
-        return (
-            "POST",
-            "/webhooks/bandwidth",
-            {"Content-Type": "application/json"},
-            json.dumps(event).encode(),
-            self.auth,
-        )
+        return self.bandwidth_post(json.dumps(event).encode())
 
     def broken_query(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         event = self.event()
@@ -135,13 +133,7 @@ class Fuzzer:
     def oversized(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         event = self.event()
         event["padding"] = "x" * self.rng.randrange(300_000, 600_000)
-        return (
-            "POST",
-            "/webhooks/bandwidth",
-            {"Content-Type": "application/json"},
-            json.dumps(event).encode(),
-            self.auth,
-        )
+        return self.bandwidth_post(json.dumps(event).encode())
 
     def bad_twilio_signature(self) -> tuple[str, str, dict[str, str], bytes, Any]:
         params = {"account_sid": self.twilio_sid, "service_sid": "GA" + "b" * 32,

@@ -17,6 +17,7 @@ from archiver.metrics import SharedCounters
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
+from archiver.providers.http import ProviderHttp
 from archiver.providers.twilio import TwilioClient
 from archiver.rate_budget import RateBudget
 from archiver.storage import ObjectStore, make_s3_client
@@ -31,7 +32,6 @@ class PipelineContext:
     _bandwidth: BandwidthClient | None = field(default=None, repr=False)
     _store: ObjectStore | None = field(default=None, repr=False)
     _twilio: TwilioClient | None = field(default=None, repr=False)
-    _counters: SharedCounters | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, dispatcher: Dispatcher) -> PipelineContext:
@@ -56,12 +56,7 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
-            self._bandwidth.counters = self.shared_counters
-            self._bandwidth.retries = s.http_retries
-            self._bandwidth.retry_backoff = s.http_retry_backoff_seconds
-            self._bandwidth.budget = self._budget(
-                "bandwidth", s.bandwidth_username, s.bandwidth_requests_per_second
-            )
+            self._wire(self._bandwidth, s.bandwidth_username, s.bandwidth_requests_per_second)
         return self._bandwidth
 
     @cached_property
@@ -72,25 +67,26 @@ class PipelineContext:
             return None
         return redis.Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
 
-    @property
+    @cached_property
     def shared_counters(self) -> SharedCounters | None:
         """Metric counters every worker adds to (in Redis), for the metrics endpoint."""
-        if self._counters is None and self._shared_redis is not None:
-            self._counters = SharedCounters(self._shared_redis)
-        return self._counters
+        return SharedCounters(self._shared_redis) if self._shared_redis is not None else None
 
-    def _budget(self, provider: str, account: str, rate: float) -> RateBudget | None:
-        """The account's shared request budget, if one is configured."""
-        if rate <= 0 or self._shared_redis is None:
-            return None
-        return RateBudget.for_account(
-            self._shared_redis,
-            provider,
-            account,
-            rate,
-            burst=self.settings.rate_budget_burst or max(1.0, rate),
-            max_wait=self.settings.rate_budget_max_wait_seconds,
-        )
+    def _wire(self, client: ProviderHttp, account: str, rate: float) -> None:
+        """What every provider client shares: metric counters, in-place retries and the account's
+        request budget (when one is configured)."""
+        s = self.settings
+        client.counters = self.shared_counters
+        client.retries, client.retry_backoff = s.http_retries, s.http_retry_backoff_seconds
+        if rate > 0 and self._shared_redis is not None:
+            client.budget = RateBudget.for_account(
+                self._shared_redis,
+                client.provider_name,
+                account,
+                rate,
+                burst=s.rate_budget_burst or max(1.0, rate),
+                max_wait=s.rate_budget_max_wait_seconds,
+            )
 
     @property
     def twilio(self) -> TwilioClient:
@@ -107,10 +103,7 @@ class PipelineContext:
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
-            self._twilio.counters = self.shared_counters
-            self._twilio.retries = s.http_retries
-            self._twilio.retry_backoff = s.http_retry_backoff_seconds
-            self._twilio.budget = self._budget("twilio", s.twilio_account_sid, s.twilio_requests_per_second)
+            self._wire(self._twilio, s.twilio_account_sid, s.twilio_requests_per_second)
         return self._twilio
 
     @property

@@ -84,7 +84,7 @@ class ProviderHttp:
         ceiling = min(4.0, self.retry_backoff * (2**retry))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _with_retries(self, method: str, url: str, send: Callable[[], httpx.Response]) -> httpx.Response:
+    def _with_retries(self, method: str, send: Callable[[], httpx.Response]) -> httpx.Response:
         retries = self.retries if method in IDEMPOTENT_METHODS else 0
         for retry in range(retries + 1):
             try:
@@ -118,7 +118,7 @@ class ProviderHttp:
         """A hook for every response (Twilio logs its rate-limit headers)."""
 
     def _request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self._with_retries(method, url, lambda: self._request_once(method, url, **kwargs))
+        return self._with_retries(method, lambda: self._request_once(method, url, **kwargs))
 
     def _request_once(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         self._spend(method, url)
@@ -166,7 +166,7 @@ class ProviderHttp:
         """A streaming GET whose errors are raised before the body is read (``shown``: the URL as
         it may appear in messages). Opening it is retried in place; a body cut short is not (its
         bytes are already on their way to S3): that is for the step's retry policy."""
-        response = self._with_retries("GET", shown, lambda: self._open_stream(client, url, shown))
+        response = self._with_retries("GET", lambda: self._open_stream(client, url, shown))
         try:
             yield response
         except httpx.TransportError as exc:

@@ -131,7 +131,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             for recording in due_recordings:
                 t = recording.transcription
                 assert t is not None and t.available_at is not None
-                t.status, t.completed_time, t.notified = "available", t.available_at, True
+                t.status, t.completed_time = "available", t.available_at
                 callback = t.callback or {}
                 target = _bandwidth_target(
                     callback.get("url"),
@@ -148,7 +148,6 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                     await _send_bandwidth(client, target, body)
                     delivered["transcription_available"] += 1
             for transcript in due_transcripts:
-                transcript.notified = True
                 if transcript.fails:
                     continue
                 service = world.services.get(transcript.service_sid)
