@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     intake_username: str | None = None
     intake_password: SecretStr | None = None
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: At most this many events share one intake transaction (group commit).
+    intake_max_batch: int = Field(default=500, ge=1, le=1000)
 
     #: The URL at which providers reach the intake (callback URLs we give them; signature checks).
     public_base_url: str | None = None

@@ -76,6 +76,12 @@ class IntakeMetrics:
             ["provider", "reason"],
             registry=registry,
         )
+        self.batch_events = Histogram(
+            "archiver_intake_batch_events",
+            "Events committed together in one intake transaction (group commit)",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=registry,
+        )
         self.latency = Histogram(
             "archiver_intake_request_seconds",
             "Time to answer a webhook (the event is durable before the answer)",

@@ -40,6 +40,9 @@ class NoDispatch:
     def enqueue(self, *_args: object) -> None:
         raise AssertionError("a dry run enqueues nothing")
 
+    def enqueue_many(self, *_args: object) -> None:
+        raise AssertionError("a dry run enqueues nothing")
+
     def enqueue_backfill(self, run_id: int) -> None:
         raise AssertionError("a dry run enqueues nothing")
 

@@ -130,6 +130,24 @@ def load(kind: str, url: str, seconds: float, rate: float, run: str) -> dict[str
     return {"rate": accepted / seconds, "accepted": accepted, "sent": len(latencies), "latencies": latencies}
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def batch_metrics(port: int) -> tuple[float, float]:
+    """The intake's ``archiver_intake_batch_events`` sum and count so far."""
+    values = {}
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        name, _, value = line.partition(" ")
+        values[name] = value
+    return float(values["archiver_intake_batch_events_sum"]), float(
+        values["archiver_intake_batch_events_count"]
+    )
+
+
 def measure(database_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], int]:
     env = {
         **os.environ,
@@ -150,9 +168,20 @@ def measure(database_url: str) -> tuple[dict[str, Any], dict[str, Any], dict[str
         wait_until(lambda: http_ok(f"http://127.0.0.1:{bare_port}/healthz"), 30, "the bare endpoint")
         wait_until(lambda: http_ok(f"http://127.0.0.1:{intake_port}/healthz"), 30, "the intake")
         load("closed", f"http://127.0.0.1:{bare_port}/webhooks/bandwidth", 2, 0, "warm")  # warm-up
+        assert bare.proc is not None and intake.proc is not None
+        bare_pid, intake_pid = bare.proc.pid, intake.proc.pid
+        bare_cpu = cpu_seconds(bare_pid)
         bare_run = load("closed", f"http://127.0.0.1:{bare_port}/webhooks/bandwidth", SECONDS, 0, "bare")
+        bare_run["cpu_ms"] = (cpu_seconds(bare_pid) - bare_cpu) * 1000 / max(bare_run["sent"], 1)
         intake_url = f"http://127.0.0.1:{intake_port}/webhooks/bandwidth"
+        intake_cpu = cpu_seconds(intake_pid)
+        batches_before = batch_metrics(intake_port)
         intake_run = load("closed", intake_url, SECONDS, 0, "closed")
+        intake_run["cpu_ms"] = (cpu_seconds(intake_pid) - intake_cpu) * 1000 / max(intake_run["sent"], 1)
+        batches_after = batch_metrics(intake_port)
+        intake_run["batch"] = (batches_after[0] - batches_before[0]) / max(
+            batches_after[1] - batches_before[1], 1
+        )
         paced = load("open", intake_url, SECONDS, bare_run["rate"] / 2, "open")
     finally:
         intake.stop()
@@ -191,6 +220,10 @@ each one keep-alive httpx connection, {SECONDS:.0f} s per phase); distinct `real
 |---|---|---|---|---|
 | closed loop, requests/s | {bare_run["rate"]:.0f} | {intake_run["rate"]:.0f} | {ratio:.2f} | ≥ 0.5 |
 | closed loop p50 / p99 | {pct(bare_run["latencies"], 50):.1f} / {pct(bare_run["latencies"], 99):.1f} ms | {pct(intake_run["latencies"], 50):.1f} / {pct(intake_run["latencies"], 99):.1f} ms | | |
+| server process CPU per request | {bare_run["cpu_ms"]:.2f} ms | {intake_run["cpu_ms"]:.2f} ms | | |
+
+The intake commits concurrent requests together (group commit): {intake_run["batch"]:.1f} events per
+transaction on average in the closed loop, where at most {CONNECTIONS} requests are in flight.
 
 At half the bare endpoint's rate ({half:.0f}/s, open loop): intake p50 {p50:.1f} ms, p99 {p99:.1f} ms
 (target p99 < 50 ms); {paced["accepted"]} of {paced["sent"]} answered 204.

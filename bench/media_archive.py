@@ -85,6 +85,9 @@ def child_pipeline(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
         def enqueue(self, *_args: object) -> None:  # the benchmark runs the step itself
             pass
 
+        def enqueue_many(self, *_args: object) -> None:
+            pass
+
         def enqueue_backfill(self, run_id: int) -> None:
             pass
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
@@ -15,6 +16,7 @@ from archiver.pipeline.dispatch import (
     QUEUES,
     TASK_NAMES,
     Step,
+    StepMessage,
 )
 
 log = logging.getLogger(__name__)
@@ -28,6 +30,21 @@ class CeleryDispatcher:
         self._app.send_task(
             TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=queue or QUEUES[step]
         )
+
+    def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
+        """One producer and one Redis pipeline for all of them (kombu's ``Producer.batch``): a
+        batch of webhooks costs one round trip, not one per item."""
+        if not messages:
+            return
+        with self._app.producer_or_acquire() as producer, producer.batch():
+            for message in messages:
+                self._app.send_task(
+                    TASK_NAMES[message.step],
+                    args=[message.item_id],
+                    kwargs={"ref": message.ref},
+                    queue=message.queue or QUEUES[message.step],
+                    producer=producer,
+                )
 
     def enqueue_backfill(self, run_id: int) -> None:
         self._app.send_task(BACKFILL_TASK_NAME, args=[run_id], queue=QUEUE_MAINTENANCE)

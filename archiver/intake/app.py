@@ -1,8 +1,9 @@
 """The intake's ASGI app (Starlette).
 
 ``POST /webhooks/bandwidth``: Basic credentials checked in constant time, body size bounded while it
-is read, the event parsed and validated, then the event and its item committed in one transaction
-before the 204. Work is enqueued after the commit. Every refusal is a 4xx with a JSON body
+is read, the event parsed and validated, then the event and its item committed before the 204 (in a
+transaction shared with concurrent requests: :mod:`archiver.intake.group_commit`). Work is enqueued
+after the commit. Every refusal is a 4xx with a JSON body
 ``{"error": code, "message": text}``, and stores nothing.
 
 ``GET /healthz`` answers 200 while the database answers; ``GET /metrics`` is Prometheus's
@@ -17,7 +18,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -29,15 +30,17 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
+from archiver.intake.group_commit import GroupCommitRecorder
 from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
 from archiver.logging import log_context
 from archiver.metrics import IntakeMetrics, PipelineCollector
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.events import AcceptedEvent, record_event
+from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
+EventResult = tuple[Recorded, int | None]
 
 
 class ErrorResponse(JSONResponse):
@@ -114,6 +117,17 @@ def create_app(ctx: PipelineContext) -> Starlette:
     auth = BasicAuthChecker(settings.intake_username, settings.intake_password.get_secret_value())
     expected_account = settings.bandwidth_account_id
 
+    def record_batch(events: Sequence[AcceptedEvent]) -> tuple[list[EventResult], Callable[[], None]]:
+        batch = record_events(ctx, events)
+        return batch.results, lambda: batch.send(ctx)
+
+    recorder: GroupCommitRecorder[AcceptedEvent, EventResult] = GroupCommitRecorder(
+        record_batch,
+        lambda event: record_event(ctx, event),
+        settings.intake_max_batch,
+        on_batch=metrics.batch_events.observe,
+    )
+
     async def accept(request: Request, parse: Callable[[bytes], AcceptedEvent]) -> Response:
         if not auth.check(request.headers.get("authorization")):
             return error(
@@ -140,9 +154,10 @@ def create_app(ctx: PipelineContext) -> Starlette:
         return await store(event)
 
     async def store(event: AcceptedEvent) -> Response:
-        """Commit the event and its item, then answer: durable before the 2xx."""
+        """Commit the event and its item (with the events of concurrent requests), then answer:
+        durable before the 2xx."""
         try:
-            recorded, item_id = await run_in_threadpool(record_event, ctx, event)
+            recorded, item_id = await recorder.record(event)
         except DBAPIError as exc:
             # Not stored, so not acknowledged: the provider may deliver it again.
             log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)

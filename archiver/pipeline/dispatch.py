@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
@@ -58,10 +60,24 @@ def queue_for(step: Step, from_backfill: bool) -> str:
     return QUEUE_BACKFILL if step is Step.ARCHIVE and from_backfill else QUEUES[step]
 
 
+@dataclass(frozen=True)
+class StepMessage:
+    """One step's message for one item: what :meth:`Dispatcher.enqueue` sends."""
+
+    step: Step
+    item_id: int
+    ref: str
+    queue: str | None = None
+
+
 class Dispatcher(Protocol):
     """Sends a step's message to the workers. Called only after the transaction has committed."""
 
     def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None: ...
+
+    def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
+        """Send several messages in as few broker round trips as the broker allows."""
+        ...
 
     def enqueue_backfill(self, run_id: int) -> None: ...
 

@@ -7,11 +7,13 @@ if the broker is down then, the item is still due in the database and the sweepe
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 
 from archiver.db.models import (
     ArchiveItem,
@@ -23,9 +25,9 @@ from archiver.db.models import (
     WebhookEvent,
 )
 from archiver.db.session import UnitOfWork
-from archiver.db.upsert import insert_ignore
+from archiver.db.upsert import insert_ignore, insert_many
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import Step, schedule_now
+from archiver.pipeline.dispatch import Step, StepMessage, schedule_now
 from archiver.pipeline.leases import transition
 
 log = logging.getLogger(__name__)
@@ -86,7 +88,11 @@ class Recorded(StrEnum):
 
 
 def record_event(ctx: PipelineContext, event: AcceptedEvent) -> tuple[Recorded, int | None]:
-    """Store ``event`` durably; return whether it was new and the id of its item (if any)."""
+    """Store ``event`` durably; return whether it was new and the id of its item (if any).
+
+    The intake records events in batches (:func:`record_events`); this one-at-a-time form is the
+    fallback when a batch fails, and what the CLI and the Twilio request path use.
+    """
     now = ctx.clock.now()
     with ctx.db.transaction() as uow:
         session = uow.session
@@ -114,11 +120,182 @@ def record_event(ctx: PipelineContext, event: AcceptedEvent) -> tuple[Recorded, 
         return Recorded.NEW, item.id
 
 
+@dataclass
+class RecordedBatch:
+    """What :func:`record_events` committed: each event's outcome, in batch order, and the messages
+    of the items it scheduled, which the caller sends (:meth:`send`) once it has answered."""
+
+    results: list[tuple[Recorded, int | None]]
+    messages: list[StepMessage]
+
+    def send(self, ctx: PipelineContext) -> None:
+        """Send the messages. If the broker refuses, the items are due in the database and the
+        sweeper sends them after ``ARCHIVER_REQUEUE_AFTER_SECONDS``: nothing is lost."""
+        try:
+            ctx.dispatcher.enqueue_many(self.messages)
+        except Exception:
+            log.exception("sending %d messages failed; the sweeper will send them", len(self.messages))
+
+
+def record_events(ctx: PipelineContext, events: Sequence[AcceptedEvent]) -> RecordedBatch:
+    """Store a batch of events in one transaction, with a few statements for the whole batch: a
+    busy intake commits many webhooks for the price of one (group commit).
+
+    The outcome is that of :func:`record_event` applied in batch order: of two events with one
+    dedupe key the first is new, the second a duplicate; an event about an item that exists
+    (before the batch, or from an earlier event of it) goes through :func:`get_or_create_item`.
+    Rows are written in key order, so that concurrent batches lock in the same order. The messages
+    of items that existed are sent on commit, as :func:`record_event` sends them; those of the
+    items the batch created are left to :meth:`RecordedBatch.send`.
+    """
+    now = ctx.clock.now()
+    results: list[tuple[Recorded, int | None]] = [(Recorded.DUPLICATE, None)] * len(events)
+    with ctx.db.transaction() as uow:
+        session = uow.session
+        events_table: Table = WebhookEvent.__table__  # type: ignore[assignment]
+        first_with_key: dict[str, int] = {}
+        for index, event in enumerate(events):
+            first_with_key.setdefault(event.dedupe_key, index)
+        event_rows = [
+            {
+                "provider": events[index].provider,
+                "event_type": events[index].event_type,
+                "dedupe_key": key,
+                "account_id": events[index].account_id,
+                "received_at": now,
+                "payload": events[index].payload,
+                "item_id": None,
+            }
+            for key, index in sorted(first_with_key.items())
+        ]
+        stored = insert_many(session, events_table, event_rows, ["dedupe_key"], ["id", "dedupe_key"])
+        event_ids = {first_with_key[key]: int(event_id) for event_id, key in stored}
+        new_indices = sorted(event_ids)
+
+        first_for_item: dict[tuple[str, ...], int] = {}
+        known: list[int] = []  # events whose item exists before them
+        for index in new_indices:
+            announced = events[index].item
+            if announced is None:
+                continue
+            key: tuple[str, ...] = (
+                announced.provider,
+                announced.account_id,
+                announced.kind,
+                announced.provider_id,
+            )
+            if key in first_for_item:
+                known.append(index)
+            else:
+                first_for_item[key] = index
+        item_ids, messages = _create_items(uow, ctx, [events[i] for i in first_for_item.values()], now)
+        for key, index in first_for_item.items():
+            if key in item_ids:
+                results[index] = (Recorded.NEW, item_ids[key])
+            else:
+                known.append(index)
+        for index in sorted(known):
+            announced = events[index].item
+            assert announced is not None
+            item, _new = get_or_create_item(uow, ctx, announced, now)
+            results[index] = (Recorded.NEW, item.id)
+        for index in new_indices:
+            if events[index].item is None:
+                results[index] = (Recorded.NEW, None)
+        links = [
+            {"event_id": event_ids[index], "linked_item": results[index][1]}
+            for index in new_indices
+            if results[index][1] is not None
+        ]
+        if links:
+            link = (
+                update(events_table)
+                .where(events_table.c.id == bindparam("event_id"))
+                .values(item_id=bindparam("linked_item"))
+            )
+            session.connection().execute(link, links)  # an executemany: one pipelined round trip
+    return RecordedBatch(results, messages)
+
+
+def _create_items(
+    uow: UnitOfWork, ctx: PipelineContext, events: list[AcceptedEvent], now: datetime
+) -> tuple[dict[tuple[str, ...], int], list[StepMessage]]:
+    """Insert the items of ``events`` (one per artifact) that do not exist yet, scheduled as
+    :func:`get_or_create_item` would, with their first history rows. Returns the new items' ids by
+    artifact key and the messages to send once committed."""
+    items_table: Table = ArchiveItem.__table__  # type: ignore[assignment]
+    rows = []
+    for event in events:
+        assert event.item is not None
+        row = _new_item_row(ctx, event.item, now, None)
+        if row["state"] == ItemState.PENDING and event.item.action is not Action.ARCHIVE_LATER:
+            row.update(due_at=now, enqueued_at=now)  # as schedule_now
+        rows.append(row)
+    rows.sort(key=lambda row: tuple(row[name] for name in ITEM_KEY))
+    created = insert_many(uow.session, items_table, rows, ITEM_KEY, ("id", *ITEM_KEY))
+    item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
+    history = []
+    messages = []
+    for row in rows:
+        key = tuple(row[name] for name in ITEM_KEY)
+        item_id = item_ids.get(key)
+        if item_id is None:
+            continue
+        history.append(
+            {
+                "item_id": item_id,
+                "at": now,
+                "from_state": None,
+                "to_state": row["state"],
+                "detail": row["outcome"],
+            }
+        )
+        if row["enqueued_at"] is not None:
+            ref = f"{row['provider']}/{row['kind']}/{row['provider_id']}"  # ArchiveItem.ref
+            messages.append(StepMessage(Step.ARCHIVE, item_id, ref))
+    if history:
+        history_table: Table = ItemHistory.__table__  # type: ignore[assignment]
+        insert_many(uow.session, history_table, history)
+    return item_ids, messages
+
+
 def _later_seconds(ctx: PipelineContext, kind: str) -> float:
     """When an item announced "for later" is first looked at (absent the event that wakes it)."""
     if kind == ArtifactKind.TRANSCRIPT:
         return ctx.settings.twilio_poll_seconds  # a requested Twilio transcript: poll its status
     return ctx.settings.recording_available_wait_seconds  # recordComplete: wait for recordingAvailable
+
+
+#: The columns that identify an artifact (the items' unique constraint).
+ITEM_KEY = ("provider", "account_id", "kind", "provider_id")
+
+
+def _new_item_row(
+    ctx: PipelineContext, announced: AnnouncedItem, now: datetime, backfill_run_id: int | None
+) -> dict[str, Any]:
+    """The row of an item not yet known, as first inserted (not yet scheduled)."""
+    rejected = announced.action is Action.REJECT
+    later = announced.action is Action.ARCHIVE_LATER
+    return {
+        "provider": announced.provider,
+        "account_id": announced.account_id,
+        "kind": announced.kind,
+        "provider_id": announced.provider_id,
+        "call_id": announced.call_id,
+        "state": (ItemState.REJECTED if rejected else ItemState.PENDING).value,
+        "due_at": now + timedelta(seconds=_later_seconds(ctx, announced.kind)) if later else None,
+        "enqueued_at": None,
+        "partial": announced.partial,
+        "backfill_run_id": backfill_run_id,
+        "resends": 0,
+        "attempts": 0,
+        "deletion_requests": 0,
+        "outcome": announced.outcome,
+        "provider_started_at": announced.provider_started_at,
+        "provider_completed_at": announced.provider_completed_at,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def get_or_create_item(
@@ -133,31 +310,12 @@ def get_or_create_item(
     """The item of an announced artifact, created (and scheduled) if new; later events about a
     known one wake, reject or settle it. Returns (item, whether it is new)."""
     session = uow.session
-    rejected = announced.action is Action.REJECT
     later = announced.action is Action.ARCHIVE_LATER
     new_id = insert_ignore(
         session,
         ArchiveItem.__table__,  # type: ignore[arg-type]
-        {
-            "provider": announced.provider,
-            "account_id": announced.account_id,
-            "kind": announced.kind,
-            "provider_id": announced.provider_id,
-            "call_id": announced.call_id,
-            "state": (ItemState.REJECTED if rejected else ItemState.PENDING).value,
-            "due_at": now + timedelta(seconds=_later_seconds(ctx, announced.kind)) if later else None,
-            "partial": announced.partial,
-            "backfill_run_id": backfill_run_id,
-            "resends": 0,
-            "attempts": 0,
-            "deletion_requests": 0,
-            "outcome": announced.outcome,
-            "provider_started_at": announced.provider_started_at,
-            "provider_completed_at": announced.provider_completed_at,
-            "created_at": now,
-            "updated_at": now,
-        },
-        ["provider", "account_id", "kind", "provider_id"],
+        _new_item_row(ctx, announced, now, backfill_run_id),
+        list(ITEM_KEY),
     )
     item = session.scalars(
         select(ArchiveItem).where(

@@ -1,0 +1,363 @@
+"""Group commit: a batch of events recorded in one transaction ends exactly as recording them one
+by one would, on PostgreSQL and SQLite; a refused event fails alone; a database that is down fails
+the batch at once. Messages are read back from a real Redis queue."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+
+from archiver.config import Settings
+from archiver.db.migrate import upgrade
+from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
+from archiver.db.session import Database
+from archiver.intake.bandwidth import parse_bandwidth_event
+from archiver.intake.group_commit import GroupCommitRecorder
+from archiver.pipeline.context import PipelineContext
+from archiver.pipeline.dispatch import QUEUE_LIVE
+from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
+from tests.conftest import PG_ADMIN_DSN, PG_URL_BASE, SECRETS, wait_for
+from tests.helpers import count
+from workers.celery_app import create_celery_app
+from workers.dispatch import CeleryDispatcher
+
+BROKER = "redis://127.0.0.1:6379/8"
+ACCOUNT = "9900000"
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+class FixedClock:
+    def now(self) -> datetime:
+        return NOW
+
+
+def realtime(n: int, event_type: str = "realTimeTranscriptionAvailable") -> bytes:
+    body = {
+        "eventType": event_type,
+        "eventTime": "2026-11-21T11:59:00.000Z",
+        "accountId": ACCOUNT,
+        "callId": f"c-batch-{n}",
+        "realTimeTranscription": {"id": f"t-batch-{n}", "status": "available"},
+    }
+    if event_type == "realTimeTranscriptionRejected":
+        body["cause"] = "unsupported-language"
+    return json.dumps(body).encode()
+
+
+def recording(n: int, event_type: str) -> bytes:
+    return json.dumps(
+        {
+            "eventType": event_type,
+            "eventTime": "2026-11-21T11:56:00.000Z",
+            "accountId": ACCOUNT,
+            "callId": f"c-rec-{n}",
+            "recordingId": f"r-batch-{n}",
+            "status": "complete",
+            "startTime": "2026-11-21T11:50:00.000Z",
+            "endTime": "2026-11-21T11:55:00.000Z",
+        }
+    ).encode()
+
+
+def answered(n: int) -> bytes:
+    return json.dumps(
+        {
+            "eventType": "answer",
+            "eventTime": "2026-11-21T11:58:00.000Z",
+            "accountId": ACCOUNT,
+            "callId": f"c-{n}",
+        }
+    ).encode()
+
+
+#: Recorded before the batch: an item the batch's events find existing.
+BEFORE = [recording(1, "recordComplete")]
+#: One batch covering every path: new, a duplicate within the batch, a rejection, an item created
+#: and then woken within the batch, an item that existed before, an event without an item.
+BATCH = [
+    realtime(1),
+    realtime(1),
+    realtime(2, "realTimeTranscriptionRejected"),
+    recording(2, "recordComplete"),
+    recording(2, "recordingAvailable"),
+    recording(1, "recordingAvailable"),
+    answered(1),
+    realtime(3),
+    recording(1, "recordComplete"),  # the same event as BEFORE's: a duplicate
+]
+
+
+@pytest.fixture
+def broker() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(BROKER)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def make_database(tmp_path: Path) -> Iterator[Callable[[str], Database]]:
+    """Migrated, empty databases of either kind, dropped afterwards."""
+    made: list[tuple[Database, str | None]] = []
+
+    def make(kind: str) -> Database:
+        name = None
+        if kind == "postgresql":
+            name = f"archiver_batch_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+                connection.execute(f'CREATE DATABASE "{name}"')
+            url = f"{PG_URL_BASE}/{name}"
+        else:
+            url = f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
+        upgrade(url)
+        database = Database(url)
+        made.append((database, name))
+        return database
+
+    yield make
+    for database, name in made:
+        database.dispose()
+        if name is not None:
+            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def context(database: Database) -> PipelineContext:
+    settings = Settings(database_url=database.url, broker_url=BROKER)
+    dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
+    return PipelineContext(settings=settings, db=database, clock=FixedClock(), dispatcher=dispatcher)
+
+
+def batch_writer(ctx: PipelineContext) -> Callable[[Sequence[AcceptedEvent]], Any]:
+    """What the intake gives its recorder: record, then send the messages once answered."""
+
+    def write(
+        events: Sequence[AcceptedEvent],
+    ) -> tuple[list[tuple[Recorded, int | None]], Callable[[], None]]:
+        batch = record_events(ctx, events)
+        return batch.results, lambda: batch.send(ctx)
+
+    return write
+
+
+def sent_refs(broker: redis.Redis) -> list[str]:
+    """The ``ref`` of every message in the live queue, in the order sent, emptying it."""
+    refs = []
+    while (raw := broker.rpop(QUEUE_LIVE)) is not None:
+        message = json.loads(raw)
+        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        refs.append(kwargs["ref"])
+    return refs
+
+
+def snapshot(database: Database, outcomes: Sequence[tuple[Recorded, int | None]]) -> dict[str, Any]:
+    """What the database holds, with row ids replaced by the artifacts they name."""
+    with database.transaction() as uow:
+        items = {item.id: item for item in uow.session.scalars(select(ArchiveItem))}
+        history = uow.session.scalars(select(ItemHistory).order_by(ItemHistory.id)).all()
+        events = uow.session.scalars(select(WebhookEvent)).all()
+        return {
+            "outcomes": [(recorded, items[i].ref if i else None) for recorded, i in outcomes],
+            "items": {
+                item.ref: (
+                    item.state,
+                    item.due_at,
+                    item.enqueued_at,
+                    item.partial,
+                    item.outcome,
+                    item.resends,
+                )
+                for item in items.values()
+            },
+            "history": sorted(
+                (items[h.item_id].ref, h.from_state, h.to_state, h.detail, h.at) for h in history
+            ),
+            "events": sorted(
+                (e.dedupe_key, e.event_type, items[e.item_id].ref if e.item_id else None) for e in events
+            ),
+        }
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_a_batch_ends_as_recording_its_events_one_by_one_would(kind, make_database, broker):
+    events = [parse_bandwidth_event(raw) for raw in BATCH]
+
+    one_by_one = context(make_database(kind))
+    for raw in BEFORE:
+        record_event(one_by_one, parse_bandwidth_event(raw))
+    sent_refs(broker)
+    expected = snapshot(one_by_one.db, [record_event(one_by_one, event) for event in events])
+    expected_refs = sent_refs(broker)
+
+    batched = context(make_database(kind))
+    for raw in BEFORE:
+        record_event(batched, parse_bandwidth_event(raw))
+    sent_refs(broker)
+    batch = record_events(batched, events)
+    batch.send(batched)
+    actual = snapshot(batched.db, batch.results)
+
+    assert actual == expected
+    assert sorted(sent_refs(broker)) == sorted(expected_refs)
+    # And what that is, spelled out:
+    assert [recorded for recorded, _ in actual["outcomes"]] == [
+        "new", "duplicate", "new", "new", "new", "new", "new", "new", "duplicate"
+    ]  # fmt: skip
+    assert actual["outcomes"][3][1] == actual["outcomes"][4][1] == "bandwidth/recording/r-batch-2"
+    assert actual["outcomes"][6][1] is None  # "answer": kept, no item
+    states = {ref: state[0] for ref, state in actual["items"].items()}
+    assert states == {
+        "bandwidth/realtime_transcription/t-batch-1": "pending",
+        "bandwidth/realtime_transcription/t-batch-2": "rejected",
+        "bandwidth/realtime_transcription/t-batch-3": "pending",
+        "bandwidth/recording/r-batch-1": "pending",
+        "bandwidth/recording/r-batch-2": "pending",
+    }
+    assert all(actual["items"][ref][1] == NOW for ref, state in states.items() if state == "pending")
+    assert sorted(expected_refs) == sorted(
+        [
+            "bandwidth/realtime_transcription/t-batch-1",
+            "bandwidth/realtime_transcription/t-batch-3",
+            "bandwidth/recording/r-batch-1",
+            "bandwidth/recording/r-batch-2",
+        ]
+    )
+
+
+def test_concurrent_requests_share_one_commit(make_database, broker):
+    ctx = context(make_database("postgresql"))
+    batches: list[int] = []
+    recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
+        batch_writer(ctx), lambda event: record_event(ctx, event), 500, on_batch=batches.append
+    )
+
+    async def send_all() -> list[tuple[Recorded, int | None]]:
+        return await asyncio.gather(
+            *(recorder.record(parse_bandwidth_event(realtime(n))) for n in range(300))
+        )
+
+    outcomes = asyncio.run(send_all())
+    assert batches == [300]  # all were waiting before the first batch was taken
+    assert {recorded for recorded, _ in outcomes} == {Recorded.NEW}
+    assert len({item_id for _, item_id in outcomes}) == 300
+    assert count(ctx.db, WebhookEvent) == count(ctx.db, ArchiveItem) == 300
+    wait_for(lambda: broker.llen(QUEUE_LIVE) == 300, 10, "300 messages sent after the answers")
+
+
+def test_an_event_the_database_refuses_fails_alone(make_database, broker):
+    ctx = context(make_database("postgresql"))
+    good = [parse_bandwidth_event(realtime(n)) for n in range(5)]
+    refused = AcceptedEvent("bandwidth", "answer", "answer-with-nul", ACCOUNT, "a NUL \x00 in text", None)
+    singles: list[AcceptedEvent] = []
+
+    def one(event: AcceptedEvent) -> tuple[Recorded, int | None]:
+        singles.append(event)
+        return record_event(ctx, event)
+
+    recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
+        batch_writer(ctx), one, 500
+    )
+
+    async def send_all() -> list[Any]:
+        return await asyncio.gather(
+            *(recorder.record(e) for e in [*good[:2], refused, *good[2:]]), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(send_all())
+    assert isinstance(outcomes[2], DBAPIError)
+    assert [o[0] for i, o in enumerate(outcomes) if i != 2] == [Recorded.NEW] * 5
+    assert len(singles) == 6  # the batch failed, then each was recorded alone
+    assert count(ctx.db, WebhookEvent) == count(ctx.db, ArchiveItem) == 5
+    wait_for(lambda: broker.llen(QUEUE_LIVE) == 5, 10, "5 messages sent")
+
+
+def test_a_database_that_is_down_fails_the_batch_without_retrying_each_event():
+    port = 1  # nothing listens there: the connection is refused
+    database = Database(f"postgresql+psycopg://postgres@127.0.0.1:{port}/test?connect_timeout=2")
+    ctx = context(database)
+    singles: list[AcceptedEvent] = []
+    recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
+        batch_writer(ctx),
+        singles.append,  # type: ignore[arg-type]
+        500,
+    )
+
+    async def send_all() -> list[Any]:
+        events = [parse_bandwidth_event(realtime(n)) for n in range(20)]
+        return await asyncio.gather(*(recorder.record(e) for e in events), return_exceptions=True)
+
+    outcomes = asyncio.run(send_all())
+    assert all(isinstance(o, DBAPIError) for o in outcomes)
+    assert singles == []
+    database.dispose()
+
+
+def test_the_intake_commits_concurrent_webhooks_together(e2e, db):
+    stack, _simulator, _clock = e2e
+
+    async def post_all() -> list[int]:
+        limits = httpx.Limits(max_connections=50)
+        auth = ("intake-user", SECRETS["intake_password"])
+        async with httpx.AsyncClient(
+            base_url=stack.intake_url, auth=auth, limits=limits, timeout=30
+        ) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post(
+                        "/webhooks/bandwidth",
+                        content=realtime(n),
+                        headers={"Content-Type": "application/json"},
+                    )
+                    for n in range(200)
+                )
+            )
+        return [r.status_code for r in responses]
+
+    assert asyncio.run(post_all()) == [204] * 200
+    assert count(db, WebhookEvent) == 200
+    metrics = httpx.get(f"{stack.intake_url}/metrics").text
+    values = {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in metrics.splitlines()
+        if line.startswith("archiver_intake_batch_events_")
+    }
+    assert values["archiver_intake_batch_events_sum"] >= 200
+    # Fewer commits than webhooks: some waited for the commit in flight and shared the next one.
+    assert values["archiver_intake_batch_events_count"] < values["archiver_intake_batch_events_sum"]
+
+
+def test_requests_arriving_as_a_writer_finishes_are_never_left_waiting():
+    """Liveness: clients that each send one request at a time always get their answers.
+
+    The intake benchmark once stalled: a writer that had just found nothing pending still counted
+    as running until its task's done callback ran a loop step later, and a request reaching the
+    recorder in between waited for a writer that never came. That ordering (an HTTP handler step
+    queued between the two) is not reproducible from plain asyncio clients, so this test guards
+    the general property; the benchmark's open loop is the reproduction."""
+    recorder: GroupCommitRecorder[int, int] = GroupCommitRecorder(
+        lambda events: (list(events), lambda: None), lambda event: event, 500, concurrency=2
+    )
+
+    async def client(start: int) -> list[int]:
+        return [await recorder.record(n) for n in range(start, start + 2000)]
+
+    async def clients(count: int) -> list[list[int]]:
+        return await asyncio.wait_for(asyncio.gather(*(client(k * 10_000) for k in range(count))), 30)
+
+    for count in (1, 2, 6):  # one client alone has nobody to rescue it by arriving later
+        results = asyncio.run(clients(count))
+        assert results == [list(range(k * 10_000, k * 10_000 + 2000)) for k in range(count)]
