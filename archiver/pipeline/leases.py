@@ -39,7 +39,7 @@ class Claim:
 def claim(
     session: Session, item_id: int, state: str, owner: str, now: datetime, lease_seconds: float
 ) -> Claim:
-    result = session.execute(
+    claimed = session.scalars(
         update(ArchiveItem)
         .where(
             ArchiveItem.id == item_id,
@@ -53,12 +53,12 @@ def claim(
             updated_at=now,
             resends=0,
         )
-        .execution_options(synchronize_session=False)
-    )
-    item = session.get(ArchiveItem, item_id, populate_existing=True)
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        assert item is not None
-        return Claim(ClaimStatus.CLAIMED, item)
+        .returning(ArchiveItem),  # the claimed row in the same round trip
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).one_or_none()
+    if claimed is not None:
+        return Claim(ClaimStatus.CLAIMED, claimed)
+    item = session.get(ArchiveItem, item_id, populate_existing=True)  # why not: read it
     if item is None:
         return Claim(ClaimStatus.MISSING)
     if item.state != state:

@@ -61,8 +61,13 @@ def run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
 def _run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
     state = STEP_STATE[step].value
     owner = ctx.new_lease_owner()
+    objects: list[ArchivedObject] = []
     with ctx.db.transaction() as uow:
         result = claim(uow.session, item_id, state, owner, ctx.clock.now(), ctx.settings.lease_seconds)
+        if result.status is ClaimStatus.CLAIMED and step in VERIFYING_STEPS:
+            # Read with the claim, in its transaction: the lease keeps them as they are.
+            of_item = select(ArchivedObject).where(ArchivedObject.item_id == item_id)
+            objects = list(uow.session.scalars(of_item))
     if result.status is ClaimStatus.LEASED:
         countdown = min(result.lease_remaining + 1.0, ctx.settings.max_countdown_seconds)
         return StepResult(Outcome.BUSY, "leased by another worker", countdown)
@@ -77,13 +82,15 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
         provider_id=item.provider_id,
         call_id=item.call_id,
     ):
-        return _work(ctx, step, item, state, owner)
+        return _work(ctx, step, item, objects, state, owner)
 
 
-def _work(ctx: PipelineContext, step: Step, item: ArchiveItem, state: str, owner: str) -> StepResult:
+def _work(
+    ctx: PipelineContext, step: Step, item: ArchiveItem, objects: list[ArchivedObject], state: str, owner: str
+) -> StepResult:
     item_id = item.id
     try:
-        complete = WORK[step](ctx, item)
+        complete = WORK[step](ctx, item, objects)
     except NothingToArchive as nothing:
         complete = _nothing_to_archive(str(nothing))
     except Exception as error:
@@ -210,25 +217,26 @@ def _record_archive(
     return detail
 
 
-def _archive(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+def _archive(ctx: PipelineContext, item: ArchiveItem, _objects: list[ArchivedObject]) -> Completion:
     result = handler_for(item.kind).archive(ctx, item)
     return lambda uow, owned, now: _record_archive(ctx, uow, owned, result, now)
 
 
-def _archive_transcription(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+def _archive_transcription(
+    ctx: PipelineContext, item: ArchiveItem, _objects: list[ArchivedObject]
+) -> Completion:
     result = handler_for(item.kind).archive_transcription(ctx, item)
     return lambda uow, owned, now: _record_archive(ctx, uow, owned, result, now)
 
 
-def _verified_copy(ctx: PipelineContext, item: ArchiveItem) -> None:
+def _verified_copy(ctx: PipelineContext, item: ArchiveItem, objects: list[ArchivedObject]) -> None:
     """Invariant 1: never ask the provider to delete what we do not hold, verified, every object.
 
-    ``archived_at`` is committed only after the archive step read every object back; here each
-    object is confirmed still present and unchanged (length, S3 checksum, recorded SHA-256)."""
+    ``archived_at`` is committed only after the archive step read every object back; here each of
+    the item's objects (``objects``, read with the claim) is confirmed still present and unchanged
+    (length, S3 checksum, recorded SHA-256)."""
     if item.transcription_state in (TranscriptionState.EXPECTED, TranscriptionState.AVAILABLE):
         raise PermanentStepError("refusing to delete at the provider: the transcription is still expected")
-    with ctx.db.sessionmaker() as session:
-        objects = list(session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item.id)))
     required = handler_for(item.kind).required_roles(item)
     missing = required - {o.role for o in objects}
     if not item.archived_at or missing:
@@ -249,9 +257,9 @@ def _scope(ctx: PipelineContext, item: ArchiveItem) -> str:
     return scope
 
 
-def _request_deletion(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+def _request_deletion(ctx: PipelineContext, item: ArchiveItem, objects: list[ArchivedObject]) -> Completion:
     scope = _scope(ctx, item)
-    _verified_copy(ctx, item)
+    _verified_copy(ctx, item, objects)
     outcome = handler_for(item.kind).delete(ctx, item, scope)
 
     def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
@@ -271,7 +279,7 @@ def _request_deletion(ctx: PipelineContext, item: ArchiveItem) -> Completion:
     return complete
 
 
-def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
+def _confirm_purge(ctx: PipelineContext, item: ArchiveItem, objects: list[ArchivedObject]) -> Completion:
     scope = _scope(ctx, item)
     handler = handler_for(item.kind)
     if not handler.exists(ctx, item, scope):
@@ -285,7 +293,7 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
 
         return purged
 
-    _verified_copy(ctx, item)
+    _verified_copy(ctx, item, objects)
     outcome = handler.delete(ctx, item, scope)
 
     def requested_again(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
@@ -304,7 +312,10 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem) -> Completion:
     return requested_again
 
 
-WORK: dict[Step, Callable[[PipelineContext, ArchiveItem], Completion]] = {
+#: Steps that re-verify the archived objects before asking the provider to delete.
+VERIFYING_STEPS = frozenset({Step.REQUEST_DELETION, Step.CONFIRM_PURGE})
+
+WORK: dict[Step, Callable[[PipelineContext, ArchiveItem, list[ArchivedObject]], Completion]] = {
     Step.ARCHIVE: _archive,
     Step.ARCHIVE_TRANSCRIPTION: _archive_transcription,
     Step.REQUEST_DELETION: _request_deletion,
