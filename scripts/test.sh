@@ -10,6 +10,12 @@ ensure_venv test
 
 bash scripts/services.sh
 
-echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
-echo "== mypy" && .venv/bin/mypy
-echo "== pytest" && .venv/bin/pytest "$@"
+# One command per line: under `set -e` a failure that is not the last command of an `a && b` list
+# does not stop the script (a lint error once went through CI that way).
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/pytest "$@"

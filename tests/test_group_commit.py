@@ -355,9 +355,9 @@ def test_requests_arriving_as_a_writer_finishes_are_never_left_waiting():
     async def client(start: int) -> list[int]:
         return [await recorder.record(n) for n in range(start, start + 2000)]
 
-    async def clients(count: int) -> list[list[int]]:
-        return await asyncio.wait_for(asyncio.gather(*(client(k * 10_000) for k in range(count))), 30)
+    async def clients(how_many: int) -> list[list[int]]:
+        return await asyncio.wait_for(asyncio.gather(*(client(k * 10_000) for k in range(how_many))), 30)
 
-    for count in (1, 2, 6):  # one client alone has nobody to rescue it by arriving later
-        results = asyncio.run(clients(count))
-        assert results == [list(range(k * 10_000, k * 10_000 + 2000)) for k in range(count)]
+    for how_many in (1, 2, 6):  # one client alone has nobody to rescue it by arriving later
+        results = asyncio.run(clients(how_many))
+        assert results == [list(range(k * 10_000, k * 10_000 + 2000)) for k in range(how_many)]
