@@ -9,12 +9,12 @@ import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from sqlalchemy import select
@@ -24,12 +24,13 @@ from archiver.config import Settings
 from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
 from archiver.db.session import Database
+from archiver.intake.app import event_batch_writer
 from archiver.intake.bandwidth import parse_bandwidth_event
 from archiver.intake.group_commit import GroupCommitRecorder
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_LIVE
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
-from tests.conftest import PG_ADMIN_DSN, PG_URL_BASE, SECRETS, wait_for
+from tests.conftest import SECRETS, new_postgres_database, wait_for
 from tests.helpers import count
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
@@ -112,46 +113,27 @@ def broker() -> Iterator[redis.Redis]:
 @pytest.fixture
 def make_database(tmp_path: Path) -> Iterator[Callable[[str], Database]]:
     """Migrated, empty databases of either kind, dropped afterwards."""
-    made: list[tuple[Database, str | None]] = []
+    made: list[Database] = []
+    with ExitStack() as dropped:
 
-    def make(kind: str) -> Database:
-        name = None
-        if kind == "postgresql":
-            name = f"archiver_batch_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-                connection.execute(f'CREATE DATABASE "{name}"')
-            url = f"{PG_URL_BASE}/{name}"
-        else:
-            url = f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
-        upgrade(url)
-        database = Database(url)
-        made.append((database, name))
-        return database
+        def make(kind: str) -> Database:
+            if kind == "postgresql":
+                url = dropped.enter_context(new_postgres_database("archiver_batch"))
+            else:
+                url = f"sqlite:///{tmp_path / uuid.uuid4().hex}.db"
+            upgrade(url)
+            made.append(Database(url))
+            return made[-1]
 
-    yield make
-    for database, name in made:
-        database.dispose()
-        if name is not None:
-            with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield make
+        for database in made:  # before their databases are dropped
+            database.dispose()
 
 
 def context(database: Database) -> PipelineContext:
     settings = Settings(database_url=database.url, broker_url=BROKER)
     dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
     return PipelineContext(settings=settings, db=database, clock=FixedClock(), dispatcher=dispatcher)
-
-
-def batch_writer(ctx: PipelineContext) -> Callable[[Sequence[AcceptedEvent]], Any]:
-    """What the intake gives its recorder: record, then send the messages once answered."""
-
-    def write(
-        events: Sequence[AcceptedEvent],
-    ) -> tuple[list[tuple[Recorded, int | None]], Callable[[], None]]:
-        batch = record_events(ctx, events)
-        return batch.results, lambda: batch.send(ctx)
-
-    return write
 
 
 def sent_refs(broker: redis.Redis) -> list[str]:
@@ -242,7 +224,7 @@ def test_concurrent_requests_share_one_commit(make_database, broker):
     ctx = context(make_database("postgresql"))
     batches: list[int] = []
     recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
-        batch_writer(ctx), lambda event: record_event(ctx, event), 500, on_batch=batches.append
+        event_batch_writer(ctx), lambda event: record_event(ctx, event), 500, on_batch=batches.append
     )
 
     async def send_all() -> list[tuple[Recorded, int | None]]:
@@ -269,7 +251,7 @@ def test_an_event_the_database_refuses_fails_alone(make_database, broker):
         return record_event(ctx, event)
 
     recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
-        batch_writer(ctx), one, 500
+        event_batch_writer(ctx), one, 500
     )
 
     async def send_all() -> list[Any]:
@@ -291,7 +273,7 @@ def test_a_database_that_is_down_fails_the_batch_without_retrying_each_event():
     ctx = context(database)
     singles: list[AcceptedEvent] = []
     recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
-        batch_writer(ctx),
+        event_batch_writer(ctx),
         singles.append,  # type: ignore[arg-type]
         500,
     )

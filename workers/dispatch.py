@@ -27,9 +27,7 @@ class CeleryDispatcher:
         self._app = app
 
     def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None:
-        self._app.send_task(
-            TASK_NAMES[step], args=[item_id], kwargs={"ref": ref}, queue=queue or QUEUES[step]
-        )
+        self._send(StepMessage(step, item_id, ref, queue))
 
     def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
         """One producer and one Redis pipeline for all of them (kombu's ``Producer.batch``): a
@@ -38,13 +36,16 @@ class CeleryDispatcher:
             return
         with self._app.producer_or_acquire() as producer, producer.batch():
             for message in messages:
-                self._app.send_task(
-                    TASK_NAMES[message.step],
-                    args=[message.item_id],
-                    kwargs={"ref": message.ref},
-                    queue=message.queue or QUEUES[message.step],
-                    producer=producer,
-                )
+                self._send(message, producer)
+
+    def _send(self, message: StepMessage, producer: Any = None) -> None:
+        self._app.send_task(
+            TASK_NAMES[message.step],
+            args=[message.item_id],
+            kwargs={"ref": message.ref},
+            queue=message.queue or QUEUES[message.step],
+            producer=producer,
+        )
 
     def enqueue_backfill(self, run_id: int) -> None:
         self._app.send_task(BACKFILL_TASK_NAME, args=[run_id], queue=QUEUE_MAINTENANCE)

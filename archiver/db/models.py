@@ -155,7 +155,12 @@ class ArchiveItem(Base):
     @property
     def ref(self) -> str:
         """A human-readable name for logs and Flower: provider/kind/id."""
-        return f"{self.provider}/{self.kind}/{self.provider_id}"
+        return self.ref_of(self.provider, self.kind, self.provider_id)
+
+    @staticmethod
+    def ref_of(provider: str, kind: str, provider_id: str) -> str:
+        """:attr:`ref` of an item known only by its columns (a row inserted without the ORM)."""
+        return f"{provider}/{kind}/{provider_id}"
 
 
 class ItemHistory(Base):

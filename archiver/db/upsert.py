@@ -13,16 +13,10 @@ from sqlalchemy.orm import Session
 _POSTGRES = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
-def _insert(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
 def insert_ignore(session: Session, table: Table, values: dict[str, Any], conflict: list[str]) -> int | None:
     """Insert a row unless one with the same ``conflict`` columns exists; return its new id or ``None``."""
-    statement = _insert(session, table).values(**values).on_conflict_do_nothing(index_elements=conflict)
-    new_id = session.execute(statement.returning(table.c.id)).scalar_one_or_none()
-    return int(new_id) if new_id is not None else None
+    inserted = insert_many(session, table, [values], conflict, ["id"])
+    return int(inserted[0][0]) if inserted else None
 
 
 def insert_many(
@@ -49,7 +43,7 @@ def insert_many(
         arrays = {f"p{i}": _bound(table, name, rows) for i, name in enumerate(columns)}
         result = session.connection().exec_driver_sql(sql, arrays)
         return [tuple(row) for row in result.all()] if returning else []
-    statement = _insert(session, table)
+    statement = sqlite.insert(table)
     if conflict:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
     if not returning:

@@ -107,6 +107,19 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def event_batch_writer(
+    ctx: PipelineContext,
+) -> Callable[[Sequence[AcceptedEvent]], tuple[list[EventResult], Callable[[], None]]]:
+    """The intake's batch writer for :class:`GroupCommitRecorder`: record the batch; once the
+    requests are answered, send its messages."""
+
+    def write(events: Sequence[AcceptedEvent]) -> tuple[list[EventResult], Callable[[], None]]:
+        batch = record_events(ctx, events)
+        return batch.results, lambda: batch.send(ctx)
+
+    return write
+
+
 def create_app(ctx: PipelineContext) -> Starlette:
     settings = ctx.settings
     registry = CollectorRegistry()
@@ -117,12 +130,8 @@ def create_app(ctx: PipelineContext) -> Starlette:
     auth = BasicAuthChecker(settings.intake_username, settings.intake_password.get_secret_value())
     expected_account = settings.bandwidth_account_id
 
-    def record_batch(events: Sequence[AcceptedEvent]) -> tuple[list[EventResult], Callable[[], None]]:
-        batch = record_events(ctx, events)
-        return batch.results, lambda: batch.send(ctx)
-
     recorder: GroupCommitRecorder[AcceptedEvent, EventResult] = GroupCommitRecorder(
-        record_batch,
+        event_batch_writer(ctx),
         lambda event: record_event(ctx, event),
         settings.intake_max_batch,
         on_batch=metrics.batch_events.observe,

@@ -251,7 +251,7 @@ def _create_items(
             }
         )
         if row["enqueued_at"] is not None:
-            ref = f"{row['provider']}/{row['kind']}/{row['provider_id']}"  # ArchiveItem.ref
+            ref = ArchiveItem.ref_of(row["provider"], row["kind"], row["provider_id"])
             messages.append(StepMessage(Step.ARCHIVE, item_id, ref))
     if history:
         history_table: Table = ItemHistory.__table__  # type: ignore[assignment]
