@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import redis
 
 from archiver.storage import ObjectStore, make_s3_client
@@ -26,6 +30,20 @@ LOCAL_AWS = {
 
 class RedisUnavailable(RuntimeError):
     pass
+
+
+@contextmanager
+def scratch_postgres_database(admin_dsn: str, url_base: str, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards: for tests and
+    benchmarks that must not share a database."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{url_base}/{name}"
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def ensure_redis(url: str, group: ProcessGroup, workdir: Path, echo: bool) -> None:

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import redis
 
-from archiver.devstack import LocalStack
+from archiver.devstack import LocalStack, scratch_postgres_database
 from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
 PG_ADMIN = os.environ.get("ARCHIVER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -34,17 +32,9 @@ def fresh_broker() -> None:
         client.close()
 
 
-@contextmanager
-def scratch_database() -> Iterator[str]:
+def scratch_database() -> AbstractContextManager[str]:
     """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards."""
-    name = f"archiver_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_BASE}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    return scratch_postgres_database(PG_ADMIN, PG_BASE, "archiver_bench")
 
 
 @contextmanager

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 import redis
 from sqlalchemy import text
 
 from archiver.db.migrate import upgrade
 from archiver.db.session import Database
-from archiver.devstack import LocalStack
+from archiver.devstack import LocalStack, scratch_postgres_database
 
 PG_ADMIN_DSN = os.environ.get(
     "ARCHIVER_TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -70,27 +68,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    name = f"archiver_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_URL_BASE}/{name}"
-    upgrade(url)
-    yield url
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_postgres_database("archiver_test") as url:
+        upgrade(url)
+        yield url
 
 
-@contextmanager
-def new_postgres_database(prefix: str = "archiver_iso") -> Iterator[str]:
+def new_postgres_database(prefix: str = "archiver_iso") -> AbstractContextManager[str]:
     """An empty PostgreSQL database (its SQLAlchemy URL, no migrations), dropped afterwards."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_URL_BASE}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch_postgres_database(PG_ADMIN_DSN, PG_URL_BASE, prefix)
 
 
 @pytest.fixture
