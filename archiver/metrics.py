@@ -82,6 +82,13 @@ class IntakeMetrics:
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
             registry=registry,
         )
+        self.messages = Counter(
+            "archiver_intake_messages",
+            "Step messages of committed batches: sent directly, relayed through a worker, or failed "
+            "(left to the sweeper)",
+            ["path"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "archiver_intake_request_seconds",
             "Time to answer a webhook (the event is durable before the answer)",

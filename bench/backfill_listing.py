@@ -43,6 +43,9 @@ class NoDispatch:
     def enqueue_many(self, *_args: object) -> None:
         raise AssertionError("a dry run enqueues nothing")
 
+    def relay(self, *_args: object) -> None:
+        raise AssertionError("a dry run enqueues nothing")
+
     def enqueue_backfill(self, run_id: int) -> None:
         raise AssertionError("a dry run enqueues nothing")
 

@@ -88,6 +88,9 @@ def child_pipeline(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
         def enqueue_many(self, *_args: object) -> None:
             pass
 
+        def relay(self, *_args: object) -> None:
+            pass
+
         def enqueue_backfill(self, run_id: int) -> None:
             pass
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -22,16 +23,23 @@ from sqlalchemy.exc import DBAPIError
 
 from archiver.config import Settings
 from archiver.db.migrate import upgrade
-from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
+from archiver.db.models import ArchiveItem, ItemHistory, ItemState, WebhookEvent
 from archiver.db.session import Database
 from archiver.intake.app import event_batch_writer
 from archiver.intake.bandwidth import parse_bandwidth_event
 from archiver.intake.group_commit import GroupCommitRecorder
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import QUEUE_LIVE
+from archiver.pipeline.dispatch import (
+    QUEUE_LIVE,
+    QUEUE_MAINTENANCE,
+    RELAY_TASK_NAME,
+    Step,
+    StepMessage,
+    relay_messages,
+)
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
 from tests.conftest import SECRETS, new_postgres_database, wait_for
-from tests.helpers import count
+from tests.helpers import count, wait_state
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
 
@@ -136,6 +144,14 @@ def context(database: Database) -> PipelineContext:
     return PipelineContext(settings=settings, db=database, clock=FixedClock(), dispatcher=dispatcher)
 
 
+def task_of(raw: bytes | None) -> tuple[str, list[Any], str]:
+    """A Celery message's task name, positional arguments, and the arguments as Flower shows them."""
+    assert raw is not None
+    message = json.loads(raw)
+    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return message["headers"]["task"], args, message["headers"]["argsrepr"]
+
+
 def sent_refs(broker: redis.Redis) -> list[str]:
     """The ``ref`` of every message in the live queue, in the order sent, emptying it."""
     refs = []
@@ -237,7 +253,50 @@ def test_concurrent_requests_share_one_commit(make_database, broker):
     assert {recorded for recorded, _ in outcomes} == {Recorded.NEW}
     assert len({item_id for _, item_id in outcomes}) == 300
     assert count(ctx.db, WebhookEvent) == count(ctx.db, ArchiveItem) == 300
-    wait_for(lambda: broker.llen(QUEUE_LIVE) == 300, 10, "300 messages sent after the answers")
+    # Sent after the answers, as one message that a worker relays (ARCHIVER_INTAKE_RELAY_MIN_MESSAGES).
+    wait_for(lambda: broker.llen(QUEUE_MAINTENANCE) == 1, 10, "the batch's relay message")
+    assert broker.llen(QUEUE_LIVE) == 0
+    name, (handed_over,), shown = task_of(broker.rpop(QUEUE_MAINTENANCE))
+    assert name == RELAY_TASK_NAME and len(handed_over) == 300
+    assert re.fullmatch(r"\[300 step messages: bandwidth/realtime_transcription/t-batch-\d+ … \S+\]", shown)
+    # What the relay task does with it: the 300 step messages, each for one of the items.
+    assert relay_messages(ctx.dispatcher, handed_over) == 300
+    with ctx.db.transaction() as uow:
+        refs = {item.ref for item in uow.session.scalars(select(ArchiveItem))}
+    assert sorted(sent_refs(broker)) == sorted(refs)
+
+
+def test_a_small_batch_sends_its_messages_itself(make_database, broker):
+    ctx = context(make_database("postgresql"))
+    least = ctx.settings.intake_relay_min_messages
+    small = [parse_bandwidth_event(realtime(n)) for n in range(least - 1)]
+    assert record_events(ctx, small).send(ctx) == "direct"
+    assert len(sent_refs(broker)) == least - 1 and broker.llen(QUEUE_MAINTENANCE) == 0
+    large = [parse_bandwidth_event(realtime(n)) for n in range(100, 100 + least)]
+    assert record_events(ctx, large).send(ctx) == "relayed"
+    assert broker.llen(QUEUE_LIVE) == 0 and broker.llen(QUEUE_MAINTENANCE) == 1
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        ["archive", 0, "x", None],  # not an item id
+        ["archive", True, "x", None],
+        ["archive", "7", "x", None],
+        ["delete_everything", 7, "x", None],  # not a step
+        ["archive", 7, "x" * 1000, None],  # a ref no item has
+        ["archive", 7, "x", "someone.elses.queue"],
+        ["archive", 7, "x"],
+        "archive",
+    ],
+)
+def test_a_relay_message_is_checked_before_anything_is_sent(entry, broker):
+    ctx = context(Database("sqlite://"))
+    good = StepMessage(Step.ARCHIVE, 7, "bandwidth/realtime_transcription/t-1").to_args()
+    assert StepMessage.from_args(good) == StepMessage(Step.ARCHIVE, 7, "bandwidth/realtime_transcription/t-1")
+    with pytest.raises(ValueError):
+        relay_messages(ctx.dispatcher, [good, entry])
+    assert broker.llen(QUEUE_LIVE) == 0
 
 
 def test_an_event_the_database_refuses_fails_alone(make_database, broker):
@@ -289,7 +348,19 @@ def test_a_database_that_is_down_fails_the_batch_without_retrying_each_event():
 
 
 def test_the_intake_commits_concurrent_webhooks_together(e2e, db):
-    stack, _simulator, _clock = e2e
+    """And a worker relays the messages of the large batches: every item is archived and deleted."""
+    stack, simulator, _clock = e2e
+    created = simulator.create_realtime(200)
+
+    def webhook(n: int) -> bytes:
+        body = {
+            "eventType": "realTimeTranscriptionAvailable",
+            "eventTime": "2026-11-21T11:59:00.000Z",
+            "accountId": created[n]["accountId"],
+            "callId": created[n]["callId"],
+            "realTimeTranscription": {"id": created[n]["transcriptionId"], "status": "available"},
+        }
+        return json.dumps(body).encode()
 
     async def post_all() -> list[int]:
         limits = httpx.Limits(max_connections=50)
@@ -301,7 +372,7 @@ def test_the_intake_commits_concurrent_webhooks_together(e2e, db):
                 *(
                     client.post(
                         "/webhooks/bandwidth",
-                        content=realtime(n),
+                        content=webhook(n),
                         headers={"Content-Type": "application/json"},
                     )
                     for n in range(200)
@@ -315,11 +386,16 @@ def test_the_intake_commits_concurrent_webhooks_together(e2e, db):
     values = {
         line.split(" ")[0]: float(line.split(" ")[1])
         for line in metrics.splitlines()
-        if line.startswith("archiver_intake_batch_events_")
+        if line.startswith(("archiver_intake_batch_events_", "archiver_intake_messages_total"))
     }
     assert values["archiver_intake_batch_events_sum"] >= 200
     # Fewer commits than webhooks: some waited for the commit in flight and shared the next one.
     assert values["archiver_intake_batch_events_count"] < values["archiver_intake_batch_events_sum"]
+    relayed = values.get('archiver_intake_messages_total{path="relayed"}', 0)
+    direct = values.get('archiver_intake_messages_total{path="direct"}', 0)
+    assert relayed > 0 and relayed + direct == 200, values
+    for transcription in created:
+        wait_state(db, transcription["transcriptionId"], ItemState.DELETION_REQUESTED, timeout=60)
 
 
 def test_requests_arriving_as_a_writer_finishes_are_never_left_waiting():

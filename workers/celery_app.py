@@ -25,6 +25,7 @@ from archiver.pipeline.dispatch import (
     QUEUE_LIVE,
     QUEUE_MAINTENANCE,
     QUEUES,
+    RELAY_TASK_NAME,
     REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
     SWEEP_TASK_NAME,
     TASK_NAMES,
@@ -40,6 +41,7 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     routes[REQUEST_TWILIO_TRANSCRIPT_TASK_NAME] = {"queue": QUEUE_LIVE}
     # The run's driver is short and must not wait behind the items it found: maintenance queue.
     routes[BACKFILL_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
+    routes[RELAY_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,

@@ -14,6 +14,7 @@ from archiver.pipeline.dispatch import (
     BACKFILL_TASK_NAME,
     QUEUE_MAINTENANCE,
     QUEUES,
+    RELAY_TASK_NAME,
     TASK_NAMES,
     Step,
     StepMessage,
@@ -45,6 +46,20 @@ class CeleryDispatcher:
             kwargs={"ref": message.ref},
             queue=message.queue or QUEUES[message.step],
             producer=producer,
+        )
+
+    def relay(self, messages: Sequence[StepMessage]) -> None:
+        """One message on the maintenance queue, which workers consume beside the others, so it
+        is not queued behind the live backlog it adds to."""
+        if not messages:
+            return
+        shown = f"{messages[0].ref}" + (f" … {messages[-1].ref}" if len(messages) > 1 else "")
+        self._app.send_task(
+            RELAY_TASK_NAME,
+            args=[[m.to_args() for m in messages]],
+            queue=QUEUE_MAINTENANCE,
+            # What Flower shows: a summary, not up to 500 entries (and no walk over them to print).
+            argsrepr=f"[{len(messages)} step messages: {shown}]",
         )
 
     def enqueue_backfill(self, run_id: int) -> None:

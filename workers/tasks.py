@@ -22,10 +22,12 @@ from archiver.pipeline.dispatch import (
     BACKFILL_TASK_NAME,
     QUEUE_LIVE,
     QUEUE_MAINTENANCE,
+    RELAY_TASK_NAME,
     REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
     SWEEP_TASK_NAME,
     TASK_NAMES,
     Step,
+    relay_messages,
 )
 from archiver.pipeline.retry import Retry
 from archiver.pipeline.steps import Outcome, run_step
@@ -178,6 +180,13 @@ def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignor
             return {"run_id": run_id, "state": result.state, "note": "held by another worker"}
         run_backfill_task.apply_async((run_id,), queue=QUEUE_MAINTENANCE)
     return {"run_id": run_id, "state": result.state}
+
+
+@app.task(name=RELAY_TASK_NAME, acks_late=True, ignore_result=True, queue=QUEUE_MAINTENANCE)
+def relay_step_messages(messages: list[list[Any]]) -> dict[str, Any]:
+    """Send the step messages a busy intake handed over in one (``[step, item_id, ref, queue]``
+    each). If this fails, the items are due in the database and the sweeper sends them."""
+    return {"sent": relay_messages(pipeline_context().dispatcher, messages)}
 
 
 @app.task(name=SWEEP_TASK_NAME, acks_late=True, ignore_result=True)

@@ -108,14 +108,20 @@ async def read_body_limited(request: Request, limit: int) -> bytes:
 
 
 def event_batch_writer(
-    ctx: PipelineContext,
+    ctx: PipelineContext, on_sent: Callable[[str, int], None] | None = None
 ) -> Callable[[Sequence[AcceptedEvent]], tuple[list[EventResult], Callable[[], None]]]:
     """The intake's batch writer for :class:`GroupCommitRecorder`: record the batch; once the
-    requests are answered, send its messages."""
+    requests are answered, send its messages (``on_sent(how, count)`` after)."""
 
     def write(events: Sequence[AcceptedEvent]) -> tuple[list[EventResult], Callable[[], None]]:
         batch = record_events(ctx, events)
-        return batch.results, lambda: batch.send(ctx)
+
+        def send() -> None:
+            how = batch.send(ctx)
+            if on_sent is not None and batch.messages:
+                on_sent(how, len(batch.messages))
+
+        return batch.results, send
 
     return write
 
@@ -131,7 +137,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
     expected_account = settings.bandwidth_account_id
 
     recorder: GroupCommitRecorder[AcceptedEvent, EventResult] = GroupCommitRecorder(
-        event_batch_writer(ctx),
+        event_batch_writer(ctx, lambda how, n: metrics.messages.labels(how).inc(n)),
         lambda event: record_event(ctx, event),
         settings.intake_max_batch,
         on_batch=metrics.batch_events.observe,

@@ -29,6 +29,8 @@ TASK_NAMES: dict[Step, str] = {
 SWEEP_TASK_NAME = "archiver.sweep_due_items"
 REQUEST_TWILIO_TRANSCRIPT_TASK_NAME = "archiver.request_twilio_transcript"
 BACKFILL_TASK_NAME = "archiver.run_backfill"
+#: A worker sends many steps' messages for a sender that handed them over in one (the intake).
+RELAY_TASK_NAME = "archiver.relay_step_messages"
 
 QUEUE_LIVE = "archiver.live"
 QUEUE_DELETIONS = "archiver.deletions"
@@ -69,6 +71,39 @@ class StepMessage:
     ref: str
     queue: str | None = None
 
+    def to_args(self) -> list[str | int | None]:
+        """The message as JSON-able arguments of the relay task."""
+        return [self.step.value, self.item_id, self.ref, self.queue]
+
+    @classmethod
+    def from_args(cls, args: object) -> StepMessage:
+        """The inverse of :meth:`to_args`, checked: a relay message is input like any other."""
+        if not (isinstance(args, list | tuple) and len(args) == 4):
+            raise ValueError(f"not a step message: {args!r:.200}")
+        step, item_id, ref, queue = args
+        if not (isinstance(item_id, int) and not isinstance(item_id, bool) and item_id > 0):
+            raise ValueError(f"not an item id: {item_id!r:.50}")
+        if not (isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH):
+            raise ValueError(f"not an item ref: {ref!r:.50}")
+        if queue is not None and queue not in ALL_QUEUES:
+            raise ValueError(f"not one of our queues: {queue!r:.50}")
+        return cls(Step(step), item_id, ref, queue)
+
+
+#: Longer than any item's ref (provider/kind/id, the id at most 128 characters); refs are for display.
+MAX_REF_LENGTH = 200
+
+
+def relay_messages(dispatcher: Dispatcher, handed_over: Sequence[object]) -> int:
+    """Send the messages a relay message carries (see :meth:`Dispatcher.relay`); the count sent.
+
+    Every entry is checked before anything is sent. Sending twice is harmless (a redelivered relay
+    message): a step claims its item, so a duplicate finds it done or held.
+    """
+    messages = [StepMessage.from_args(args) for args in handed_over]
+    dispatcher.enqueue_many(messages)
+    return len(messages)
+
 
 class Dispatcher(Protocol):
     """Sends a step's message to the workers. Called only after the transaction has committed."""
@@ -77,6 +112,11 @@ class Dispatcher(Protocol):
 
     def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
         """Send several messages in as few broker round trips as the broker allows."""
+        ...
+
+    def relay(self, messages: Sequence[StepMessage]) -> None:
+        """Hand the messages to a worker in one message (:data:`RELAY_TASK_NAME`), which sends
+        them: one publish for the sender instead of one per message, for a hop of latency."""
         ...
 
     def enqueue_backfill(self, run_id: int) -> None: ...

@@ -128,13 +128,22 @@ class RecordedBatch:
     results: list[tuple[Recorded, int | None]]
     messages: list[StepMessage]
 
-    def send(self, ctx: PipelineContext) -> None:
-        """Send the messages. If the broker refuses, the items are due in the database and the
-        sweeper sends them after ``ARCHIVER_REQUEUE_AFTER_SECONDS``: nothing is lost."""
+    def send(self, ctx: PipelineContext) -> str:
+        """Send the messages, or relay them through a worker if there are at least
+        ``ARCHIVER_INTAKE_RELAY_MIN_MESSAGES``; how: ``"direct"``, ``"relayed"`` or ``"failed"``.
+
+        If the broker refuses, the items are due in the database and the sweeper sends them after
+        ``ARCHIVER_REQUEUE_AFTER_SECONDS``: nothing is lost."""
+        relayed = len(self.messages) >= ctx.settings.intake_relay_min_messages
         try:
-            ctx.dispatcher.enqueue_many(self.messages)
+            if relayed:
+                ctx.dispatcher.relay(self.messages)
+            else:
+                ctx.dispatcher.enqueue_many(self.messages)
         except Exception:
             log.exception("sending %d messages failed; the sweeper will send them", len(self.messages))
+            return "failed"
+        return "relayed" if relayed else "direct"
 
 
 def record_events(ctx: PipelineContext, events: Sequence[AcceptedEvent]) -> RecordedBatch:
