@@ -46,6 +46,9 @@ class CeleryDispatcher:
             kwargs={"ref": message.ref},
             queue=message.queue or QUEUES[message.step],
             producer=producer,
+            # What Celery's saferepr would show in Flower, without its walk over the arguments.
+            argsrepr=f"[{message.item_id}]",
+            kwargsrepr=f"{{'ref': {message.ref!r}}}",
         )
 
     def relay(self, messages: Sequence[StepMessage]) -> None:
