@@ -145,21 +145,25 @@ def context(database: Database) -> PipelineContext:
     return PipelineContext(settings=settings, db=database, clock=FixedClock(), dispatcher=dispatcher)
 
 
-def task_of(raw: bytes | None) -> tuple[str, list[Any], str]:
-    """A Celery message's task name, positional arguments, and the arguments as Flower shows them."""
+def decoded(raw: bytes | None) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:
+    """A Celery message read from Redis: its headers, positional and keyword arguments."""
     assert raw is not None
     message = json.loads(raw)
-    args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    return message["headers"]["task"], args, message["headers"]["argsrepr"]
+    args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    return message["headers"], args, kwargs
+
+
+def task_of(raw: bytes | None) -> tuple[str, list[Any], str]:
+    """A Celery message's task name, positional arguments, and the arguments as Flower shows them."""
+    headers, args, _kwargs = decoded(raw)
+    return headers["task"], args, headers["argsrepr"]
 
 
 def sent_refs(broker: redis.Redis) -> list[str]:
     """The ``ref`` of every message in the live queue, in the order sent, emptying it."""
     refs = []
     while (raw := broker.rpop(QUEUE_LIVE)) is not None:
-        message = json.loads(raw)
-        _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        refs.append(kwargs["ref"])
+        refs.append(decoded(raw)[2]["ref"])
     return refs
 
 
@@ -273,10 +277,9 @@ def test_a_small_batch_sends_its_messages_itself(make_database, broker):
     small = [parse_bandwidth_event(realtime(n)) for n in range(least - 1)]
     assert record_events(ctx, small).send(ctx) == "direct"
     # Flower shows the arguments as Celery's saferepr would have printed them.
-    message = json.loads(broker.lindex(QUEUE_LIVE, 0) or b"")
-    args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-    assert message["headers"]["argsrepr"] == saferepr(args)
-    assert message["headers"]["kwargsrepr"] == saferepr(kwargs)
+    headers, args, kwargs = decoded(broker.lindex(QUEUE_LIVE, 0))
+    assert headers["argsrepr"] == saferepr(args)
+    assert headers["kwargsrepr"] == saferepr(kwargs)
     assert len(sent_refs(broker)) == least - 1 and broker.llen(QUEUE_MAINTENANCE) == 0
     large = [parse_bandwidth_event(realtime(n)) for n in range(100, 100 + least)]
     assert record_events(ctx, large).send(ctx) == "relayed"

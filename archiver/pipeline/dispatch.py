@@ -62,6 +62,10 @@ def queue_for(step: Step, from_backfill: bool) -> str:
     return QUEUE_BACKFILL if step is Step.ARCHIVE and from_backfill else QUEUES[step]
 
 
+#: Longer than any item's ref (provider/kind/id, the id at most 128 characters); refs are for display.
+MAX_REF_LENGTH = 200
+
+
 @dataclass(frozen=True)
 class StepMessage:
     """One step's message for one item: what :meth:`Dispatcher.enqueue` sends."""
@@ -88,10 +92,6 @@ class StepMessage:
         if queue is not None and queue not in ALL_QUEUES:
             raise ValueError(f"not one of our queues: {queue!r:.50}")
         return cls(Step(step), item_id, ref, queue)
-
-
-#: Longer than any item's ref (provider/kind/id, the id at most 128 characters); refs are for display.
-MAX_REF_LENGTH = 200
 
 
 def relay_messages(dispatcher: Dispatcher, handed_over: Sequence[object]) -> int:

@@ -187,12 +187,7 @@ def record_events(ctx: PipelineContext, events: Sequence[AcceptedEvent]) -> Reco
             announced = events[index].item
             if announced is None:
                 continue
-            key: tuple[str, ...] = (
-                announced.provider,
-                announced.account_id,
-                announced.kind,
-                announced.provider_id,
-            )
+            key = tuple(getattr(announced, name) for name in ITEM_KEY)  # as _create_items keys them
             if key in first_for_item:
                 known.append(index)
             else:
