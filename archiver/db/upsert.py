@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ColumnElement, Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -38,11 +38,7 @@ def insert_many(
     if not rows:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        columns = tuple(rows[0])
-        sql = _unnest_insert_sql(table, columns, tuple(conflict or ()), tuple(returning))
-        arrays = {f"p{i}": _bound(table, name, rows) for i, name in enumerate(columns)}
-        result = session.connection().exec_driver_sql(sql, arrays)
-        return [tuple(row) for row in result.all()] if returning else []
+        return insert_many_then(session, table, rows, conflict, returning, {}, {})
     statement = sqlite.insert(table)
     if conflict:
         statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
@@ -54,10 +50,63 @@ def insert_many(
     return [tuple(row) for row in session.connection().execute(returned, rows).all()]
 
 
-def _bound(table: Table, name: str, rows: list[dict[str, Any]]) -> list[Any]:
+def insert_many_then(
+    session: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    conflict: Sequence[str] | None,
+    returning: Sequence[str],
+    then: dict[str, str],
+    params: dict[str, Any],
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL only: :func:`insert_many`, plus statements that act on the rows it inserted, in
+    the same statement and so the same round trip. Each of ``then`` (name: SQL) is a data-modifying
+    ``WITH`` query that reads the inserted rows, all their columns, as ``inserted``; ``params``
+    are its parameters (``%(name)s`` or ``%(name)b``; the names ``p0``, ``p1``… are taken).
+    """
+    if not rows:
+        return []
+    columns = tuple(rows[0])
+    conflicting = tuple(conflict or ())
+    arrays = {f"p{i}": _bound(table.c[name], [row[name] for row in rows]) for i, name in enumerate(columns)}
+    if not then:
+        sql = _unnest_insert_sql(table, columns, conflicting, tuple(returning))
+    else:
+        followups = "".join(f", {name} AS ({body})" for name, body in then.items())
+        insert = _unnest_insert_sql(table, columns, conflicting, ("*",))
+        # Names from our own metadata and SQL of our own; values travel as parameters.
+        sql = f"WITH inserted AS ({insert}){followups} SELECT {', '.join(returning) or 'NULL'} FROM inserted"  # noqa: S608
+        arrays.update(params)
+    result = session.connection().exec_driver_sql(sql, arrays)
+    return [tuple(row) for row in result.all()] if returning else []
+
+
+def unnest_sql(columns: Mapping[str, ColumnElement[Any]], prefix: str) -> str:
+    """``unnest(…) AS prefix(name, …)``: one typed binary array parameter per column (``prefix0``,
+    ``prefix1``…), each of its column's type; :func:`unnest_params` gives their values."""
+    types = [column.type.compile(dialect=_POSTGRES) for column in columns.values()]
+    arrays = ", ".join(f"%({prefix}{i})b::{type_}[]" for i, type_ in enumerate(types))
+    return f"unnest({arrays}) AS {prefix}({', '.join(columns)})"
+
+
+def unnest_params(
+    columns: Mapping[str, ColumnElement[Any]], prefix: str, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The parameters of :func:`unnest_sql` for the same columns: the rows' values by name."""
+    return {
+        f"{prefix}{i}": _bound(column, [row[name] for row in rows])
+        for i, (name, column) in enumerate(columns.items())
+    }
+
+
+def bound_value(column: ColumnElement[Any], value: Any) -> Any:
+    """One value as the driver takes it for ``column``."""
+    return _bound(column, [value])[0]
+
+
+def _bound(column: ColumnElement[Any], values: list[Any]) -> list[Any]:
     """One column's values as the driver takes them (the column type's bind processing applied)."""
-    values = [row[name] for row in rows]
-    process = table.c[name].type.bind_processor(_POSTGRES)
+    process = column.type.bind_processor(_POSTGRES)
     return [process(value) for value in values] if process else values
 
 

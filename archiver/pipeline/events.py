@@ -25,7 +25,14 @@ from archiver.db.models import (
     WebhookEvent,
 )
 from archiver.db.session import UnitOfWork
-from archiver.db.upsert import insert_ignore, insert_many
+from archiver.db.upsert import (
+    bound_value,
+    insert_ignore,
+    insert_many,
+    insert_many_then,
+    unnest_params,
+    unnest_sql,
+)
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import Step, StepMessage, schedule_now
 from archiver.pipeline.leases import transition
@@ -192,10 +199,12 @@ def record_events(ctx: PipelineContext, events: Sequence[AcceptedEvent]) -> Reco
                 known.append(index)
             else:
                 first_for_item[key] = index
-        item_ids, messages = _create_items(uow, ctx, [events[i] for i in first_for_item.values()], now)
+        item_ids, messages = _create_items(
+            uow, ctx, [(events[i], event_ids[i]) for i in first_for_item.values()], now
+        )
         for key, index in first_for_item.items():
             if key in item_ids:
-                results[index] = (Recorded.NEW, item_ids[key])
+                results[index] = (Recorded.NEW, item_ids[key])  # its event is linked already
             else:
                 known.append(index)
         for index in sorted(known):
@@ -206,61 +215,103 @@ def record_events(ctx: PipelineContext, events: Sequence[AcceptedEvent]) -> Reco
         for index in new_indices:
             if events[index].item is None:
                 results[index] = (Recorded.NEW, None)
-        links = [
-            {"event_id": event_ids[index], "linked_item": results[index][1]}
-            for index in new_indices
-            if results[index][1] is not None
-        ]
-        if links:
-            link = (
-                update(events_table)
-                .where(events_table.c.id == bindparam("event_id"))
-                .values(item_id=bindparam("linked_item"))
-            )
-            session.connection().execute(link, links)  # an executemany: one pipelined round trip
+        _link_events(uow, [(event_ids[index], results[index][1]) for index in sorted(known)])
     return RecordedBatch(results, messages)
 
 
+def _link_events(uow: UnitOfWork, links: list[tuple[int, int | None]]) -> None:
+    """Set each event's item: (event id, item id) pairs."""
+    if not links:
+        return
+    events_table: Table = WebhookEvent.__table__  # type: ignore[assignment]
+    link = (
+        update(events_table)
+        .where(events_table.c.id == bindparam("event_id"))
+        .values(item_id=bindparam("linked_item"))
+    )
+    rows = [{"event_id": event_id, "linked_item": item_id} for event_id, item_id in links]
+    uow.session.connection().execute(link, rows)  # an executemany: one pipelined round trip
+
+
 def _create_items(
-    uow: UnitOfWork, ctx: PipelineContext, events: list[AcceptedEvent], now: datetime
+    uow: UnitOfWork, ctx: PipelineContext, events: list[tuple[AcceptedEvent, int]], now: datetime
 ) -> tuple[dict[tuple[str, ...], int], list[StepMessage]]:
-    """Insert the items of ``events`` (one per artifact) that do not exist yet, scheduled as
-    :func:`get_or_create_item` would, with their first history rows. Returns the new items' ids by
-    artifact key and the messages to send once committed."""
-    items_table: Table = ArchiveItem.__table__  # type: ignore[assignment]
+    """Insert the items announced by ``events`` (event, its row's id; one per artifact) that do not
+    exist yet, scheduled as :func:`get_or_create_item` would, with their first history rows, and
+    link each of those events to the item it created. Returns the new items' ids by artifact key
+    and the messages to send once committed.
+
+    On PostgreSQL that is one statement (the history and the links read the inserted rows): a busy
+    intake's batch costs a round trip and a statement less per step."""
     rows = []
-    for event in events:
+    links = []
+    for event, event_id in events:
         assert event.item is not None
         row = _new_item_row(ctx, event.item, now, None)
         if row["state"] == ItemState.PENDING and event.item.action is not Action.ARCHIVE_LATER:
             row.update(due_at=now, enqueued_at=now)  # as schedule_now
         rows.append(row)
+        links.append({"event_id": event_id, **{name: row[name] for name in ITEM_KEY}})
     rows.sort(key=lambda row: tuple(row[name] for name in ITEM_KEY))
-    created = insert_many(uow.session, items_table, rows, ITEM_KEY, ("id", *ITEM_KEY))
-    item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
-    history = []
-    messages = []
-    for row in rows:
-        key = tuple(row[name] for name in ITEM_KEY)
-        item_id = item_ids.get(key)
-        if item_id is None:
-            continue
-        history.append(
-            {
-                "item_id": item_id,
-                "at": now,
-                "from_state": None,
-                "to_state": row["state"],
-                "detail": row["outcome"],
-            }
+    if uow.session.get_bind().dialect.name == "postgresql":
+        created = insert_many_then(
+            uow.session, _items_table(), rows, ITEM_KEY, ("id", *ITEM_KEY), *_history_and_links(now, links)
         )
-        if row["enqueued_at"] is not None:
-            ref = ArchiveItem.ref_of(row["provider"], row["kind"], row["provider_id"])
-            messages.append(StepMessage(Step.ARCHIVE, item_id, ref))
-    if history:
-        history_table: Table = ItemHistory.__table__  # type: ignore[assignment]
-        insert_many(uow.session, history_table, history)
+        item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
+    else:
+        created = insert_many(uow.session, _items_table(), rows, ITEM_KEY, ("id", *ITEM_KEY))
+        item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
+        history = [_first_history(item_ids[_key(row)], row, now) for row in rows if _key(row) in item_ids]
+        insert_many(uow.session, ItemHistory.__table__, history)  # type: ignore[arg-type]
+        _link_events(
+            uow, [(link["event_id"], item_ids[_key(link)]) for link in links if _key(link) in item_ids]
+        )
+    messages = [
+        StepMessage(
+            Step.ARCHIVE,
+            item_ids[_key(row)],
+            ArchiveItem.ref_of(row["provider"], row["kind"], row["provider_id"]),
+        )
+        for row in rows
+        if row["enqueued_at"] is not None and _key(row) in item_ids
+    ]
     return item_ids, messages
+
+
+def _key(row: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(row[name] for name in ITEM_KEY)
+
+
+def _items_table() -> Table:
+    return ArchiveItem.__table__  # type: ignore[return-value]
+
+
+def _first_history(item_id: int, row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The history row of an item just created from ``row``."""
+    state, detail = row["state"], row["outcome"]
+    return {"item_id": item_id, "at": now, "from_state": None, "to_state": state, "detail": detail}
+
+
+def _history_and_links(now: datetime, links: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
+    """For :func:`insert_many_then` after the items' insert: the first history row of each item
+    inserted (as :func:`_first_history`), and each event linked to the item it created."""
+    history: Table = ItemHistory.__table__  # type: ignore[assignment]
+    events: Table = WebhookEvent.__table__  # type: ignore[assignment]
+    announced = {"event_id": events.c.id, **{name: _items_table().c[name] for name in ITEM_KEY}}
+    then = {
+        "history": (
+            f"INSERT INTO {history.name} (item_id, at, from_state, to_state, detail)"  # noqa: S608
+            " SELECT id, %(history_at)s, NULL, state, outcome FROM inserted"
+        ),
+        # The events' items, by the artifact key (NOT NULL columns) they announced.
+        "linked": (
+            f"UPDATE {events.name} SET item_id = inserted.id"  # noqa: S608
+            f" FROM inserted JOIN {unnest_sql(announced, 'announced')} USING ({', '.join(ITEM_KEY)})"
+            f" WHERE {events.name}.id = announced.event_id"
+        ),
+    }  # names from our own metadata; values travel as parameters
+    params = {"history_at": bound_value(history.c.at, now), **unnest_params(announced, "announced", links)}
+    return then, params
 
 
 def _later_seconds(ctx: PipelineContext, kind: str) -> float:
