@@ -45,7 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
     settings.require("intake_username", "intake_password")
     dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
-    app = create_app(PipelineContext.from_settings(settings, dispatcher))
+    # No pre-ping: a round trip per batch; the intake retries on a new connection instead.
+    app = create_app(PipelineContext.from_settings(settings, dispatcher, pre_ping=False))
     uvicorn.run(
         app,
         host=args.host,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import redis
 from celery.utils.saferepr import saferepr
@@ -39,7 +40,7 @@ from archiver.pipeline.dispatch import (
     relay_messages,
 )
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
-from tests.conftest import SECRETS, new_postgres_database, wait_for
+from tests.conftest import PG_ADMIN_DSN, SECRETS, new_postgres_database, wait_for
 from tests.helpers import count, wait_state
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
@@ -354,6 +355,48 @@ def test_a_database_that_is_down_fails_the_batch_without_retrying_each_event():
     assert all(isinstance(o, DBAPIError) for o in outcomes)
     assert singles == []
     database.dispose()
+
+
+def test_a_batch_whose_pooled_connection_was_closed_is_recorded_on_a_new_one(make_database, broker):
+    """The intake's engine does not ping connections before use (a round trip per batch): after
+    the server closed them (a restart), the batch is retried once on a new connection, not
+    refused with a 503."""
+    url = make_database("postgresql").url
+    ctx = context(Database(url, pre_ping=False))
+    recorder: GroupCommitRecorder[AcceptedEvent, tuple[Recorded, int | None]] = GroupCommitRecorder(
+        event_batch_writer(ctx), lambda event: record_event(ctx, event), 500
+    )
+
+    def record(numbers: range) -> list[Any]:
+        async def send_all() -> list[Any]:
+            events = [parse_bandwidth_event(realtime(n)) for n in numbers]
+            return await asyncio.gather(*(recorder.record(e) for e in events), return_exceptions=True)
+
+        return asyncio.run(send_all())
+
+    def close_server_side() -> int:
+        """Terminate the test database's connections, as a restart would; how many there were."""
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            row = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = %s AND pid <> pg_backend_pid()",
+                (ctx.db.engine.url.database,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    assert [o[0] for o in record(range(10))] == [Recorded.NEW] * 10  # a pooled connection now
+    assert close_server_side() == 1
+    with pytest.raises(DBAPIError) as lost:  # what the first try meets
+        record_events(ctx, [parse_bandwidth_event(realtime(99))])
+    assert lost.value.connection_invalidated
+
+    record(range(10, 11))  # the pool holds a connection again
+    assert close_server_side() == 1
+    outcomes = record(range(20, 30))
+    assert [o[0] for o in outcomes if not isinstance(o, BaseException)] == [Recorded.NEW] * 10, outcomes
+    assert count(ctx.db, WebhookEvent) == count(ctx.db, ArchiveItem) == 21
+    ctx.db.dispose()
 
 
 def test_the_intake_commits_concurrent_webhooks_together(e2e, db):

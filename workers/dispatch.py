@@ -57,13 +57,15 @@ class CeleryDispatcher:
         if not messages:
             return
         shown = f"{messages[0].ref}" + (f" … {messages[-1].ref}" if len(messages) > 1 else "")
-        self._app.send_task(
-            RELAY_TASK_NAME,
-            args=[[m.to_args() for m in messages]],
-            queue=QUEUE_MAINTENANCE,
-            # What Flower shows: a summary, not up to 500 entries (and no walk over them to print).
-            argsrepr=f"[{len(messages)} step messages: {shown}]",
-        )
+        with self._app.producer_or_acquire() as producer, producer.batch():  # it and its sent event
+            self._app.send_task(
+                RELAY_TASK_NAME,
+                args=[[m.to_args() for m in messages]],
+                queue=QUEUE_MAINTENANCE,
+                producer=producer,
+                # What Flower shows: a summary, not up to 500 entries (and no walk over them to print).
+                argsrepr=f"[{len(messages)} step messages: {shown}]",
+            )
 
     def enqueue_backfill(self, run_id: int) -> None:
         self._app.send_task(BACKFILL_TASK_NAME, args=[run_id], queue=QUEUE_MAINTENANCE)

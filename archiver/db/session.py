@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
+    """An engine for ``url``. ``pre_ping`` (PostgreSQL) tests each pooled connection before use, at
+    the price of a round trip per checkout; without it, a connection the server closed fails its
+    first statement with ``connection_invalidated`` set, and the caller retries on a new one."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -31,7 +34,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, **kwargs)
+    return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5, **kwargs)
 
 
 class UnitOfWork:
@@ -55,9 +58,9 @@ class UnitOfWork:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pre_ping: bool = True) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pre_ping=pre_ping)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
-from archiver.intake.group_commit import GroupCommitRecorder
+from archiver.intake.group_commit import GroupCommitRecorder, reconnecting
 from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
 from archiver.logging import log_context
 from archiver.metrics import IntakeMetrics, PipelineCollector
@@ -214,14 +214,14 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return await accept(request, lambda _raw: parse_bandwidth_query(query))
         return await accept(request, parse_bandwidth_event)
 
-    def _database_ok() -> bool:
+    def _database_ok(_arg: None = None) -> bool:
         with ctx.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
 
     async def healthz(_request: Request) -> Response:
         try:
-            await run_in_threadpool(_database_ok)
+            await run_in_threadpool(reconnecting, _database_ok, None)
         except Exception as exc:
             log.warning("health check: database unreachable: %s", exc)
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)

@@ -34,10 +34,14 @@ class PipelineContext:
     _twilio: TwilioClient | None = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, dispatcher: Dispatcher) -> PipelineContext:
+    def from_settings(
+        cls, settings: Settings, dispatcher: Dispatcher, *, pre_ping: bool = True
+    ) -> PipelineContext:
+        """``pre_ping=False``: the database connections are not tested before use (the intake,
+        whose writer retries a batch whose connection was lost instead)."""
         return cls(
             settings=settings,
-            db=Database(settings.database_url),
+            db=Database(settings.database_url, pre_ping=pre_ping),
             clock=clock_from_settings(settings.clock_offset_file),
             dispatcher=dispatcher,
         )
