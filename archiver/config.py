@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: At most this many events share one intake transaction (group commit).
     intake_max_batch: int = Field(default=500, ge=1, le=1000)
+    #: How many batches are written at once. One writer makes the largest batches, the fewest
+    #: statements and messages per event: the least CPU per webhook. More overlap a slow database's
+    #: round trips (a distant one).
+    intake_writers: int = Field(default=1, ge=1, le=8)
     #: A committed batch that schedules at least this many items hands their messages to a worker
     #: in one message, which sends them (publishing is most of a busy intake's CPU); a smaller one
     #: sends them itself, without the hop. Above ``intake_max_batch``: always send directly.

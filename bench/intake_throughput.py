@@ -243,8 +243,10 @@ def row(per_process: int, bare: dict[str, Any], intake: dict[str, Any]) -> str:
     )
 
 
-#: ``ARCHIVER_INTAKE_RELAY_MIN_MESSAGES``, as the intake under test has it.
-RELAY_MIN = Settings(database_url="sqlite://").intake_relay_min_messages
+#: ``ARCHIVER_INTAKE_RELAY_MIN_MESSAGES`` and ``ARCHIVER_INTAKE_WRITERS``, as the intake under test
+#: has them (the environment, else the defaults).
+_SETTINGS = Settings(database_url="sqlite://")
+RELAY_MIN, WRITERS = _SETTINGS.intake_relay_min_messages, _SETTINGS.intake_writers
 
 
 def main() -> None:
@@ -277,7 +279,8 @@ CPU, not counted here; smaller batches publish directly, counted.
 {row(LOW, bare_runs[LOW], intake_runs[LOW])}
 {row(HIGH, bare_runs[HIGH], intake_runs[HIGH])}
 
-The intake commits concurrent requests together (group commit); the last column is the mean batch.
+The intake commits concurrent requests together (group commit), writing {WRITERS} transaction(s) at a
+time (`ARCHIVER_INTAKE_WRITERS`); the last column is the mean batch.
 
 At half the bare endpoint's rate with {PROCESSES * HIGH} connections ({half:.0f}/s, open loop): intake
 p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms); {paced["accepted"]} of {paced["sent"]} answered 204.

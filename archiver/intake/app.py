@@ -140,6 +140,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
         event_batch_writer(ctx, lambda how, n: metrics.messages.labels(how).inc(n)),
         lambda event: record_event(ctx, event),
         settings.intake_max_batch,
+        concurrency=settings.intake_writers,
         on_batch=metrics.batch_events.observe,
     )
 
