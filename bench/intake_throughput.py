@@ -6,10 +6,12 @@ bare endpoint that answers 204, served the same way (uvicorn, one process), in t
    ``realTimeTranscriptionAvailable`` events, Basic auth, PostgreSQL, Redis). Target: intake >= 0.5
    x bare.
 2. Open loop at half the bare endpoint's rate: the intake's p50/p99 latency. Target: p99 < 50 ms.
+   Then the bare endpoint on the same schedule: what the machine and the load generators add.
 3. Every event answered 204 is in the database afterwards.
 
 The load comes from separate processes (keep-alive httpx connections, each sending one request at a
-time), the same for both servers.
+time), the same for both servers. Each phase measures from an instant after every load process has
+started and opened its connections (``START_DELAY``).
 
     .venv/bin/python -m bench.intake_throughput
 """
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 import httpx
@@ -76,12 +79,32 @@ def _client() -> httpx.Client:
     return httpx.Client(auth=AUTH, timeout=30, headers={"Content-Type": "application/json"})
 
 
-def _closed_loop(url: str, seconds: float, worker: int, run: str) -> dict[str, Any]:
-    """One connection sending back to back until the deadline."""
+#: Seconds from the start of a phase's load processes to its first measured request: time for
+#: every process to start and every connection to open (unmeasured), so that neither server's
+#: figures include the load generators' own start-up.
+START_DELAY = 3.0
+
+
+def _connected(url: str) -> httpx.Client:
+    """A client whose keep-alive connection is open (one unmeasured request to ``/healthz``)."""
+    client = _client()
+    client.get(url.rsplit("/webhooks/", 1)[0] + "/healthz")
+    return client
+
+
+def _wait_until(start_at: float) -> None:
+    delay = start_at - time.time()  # wall time: the same instant in every load process
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _closed_loop(url: str, seconds: float, worker: int, run: str, start_at: float) -> dict[str, Any]:
+    """One connection sending back to back from ``start_at`` until ``seconds`` later."""
     latencies: list[float] = []
     accepted = 0
-    deadline = time.perf_counter() + seconds
-    with _client() as client:
+    with closing(_connected(url)) as client:
+        _wait_until(start_at)
+        deadline = time.perf_counter() + seconds
         n = 0
         while time.perf_counter() < deadline:
             started = time.perf_counter()
@@ -92,12 +115,15 @@ def _closed_loop(url: str, seconds: float, worker: int, run: str) -> dict[str, A
     return {"accepted": accepted, "latencies": latencies, "seconds": seconds}
 
 
-def _open_loop(url: str, seconds: float, rate: float, worker: int, run: str) -> dict[str, Any]:
-    """Requests on a fixed schedule; latency counted from the scheduled time (a late send is part of
-    the wait), so a slow server cannot hide its queue."""
+def _open_loop(
+    url: str, seconds: float, rate: float, worker: int, run: str, start_at: float
+) -> dict[str, Any]:
+    """Requests on a fixed schedule from ``start_at``; latency counted from the scheduled time (a
+    late send is part of the wait), so a slow server cannot hide its queue."""
     latencies: list[float] = []
     accepted = 0
-    with _client() as client:
+    with closing(_connected(url)) as client:
+        _wait_until(start_at)
         began = time.perf_counter()
         for n in range(int(seconds * rate)):
             due = began + n / rate
@@ -111,15 +137,23 @@ def _open_loop(url: str, seconds: float, rate: float, worker: int, run: str) -> 
 
 
 def _worker(
-    kind: str, url: str, seconds: float, rate: float, worker: int, run: str, connections: int, out: Any
+    kind: str,
+    url: str,
+    seconds: float,
+    rate: float,
+    worker: int,
+    run: str,
+    connections: int,
+    start_at: float,
+    out: Any,
 ) -> None:
     """``connections`` threads, each one connection sending one request at a time."""
 
     def one(connection: int) -> dict[str, Any]:
         number = worker * connections + connection
         if kind == "closed":
-            return _closed_loop(url, seconds, number, run)
-        return _open_loop(url, seconds, rate / connections, number, run)
+            return _closed_loop(url, seconds, number, run, start_at)
+        return _open_loop(url, seconds, rate / connections, number, run, start_at)
 
     with ThreadPoolExecutor(connections) as pool:
         results = list(pool.map(one, range(connections)))
@@ -133,11 +167,13 @@ def _worker(
 
 def load(kind: str, url: str, seconds: float, rate: float, run: str, connections: int = 1) -> dict[str, Any]:
     """``PROCESSES`` load processes, apart from the servers, each with ``connections`` connections
-    sending one request at a time; ``rate`` (open loop) is split between all connections."""
+    sending one request at a time, all from the same instant; ``rate`` (open loop) is split between
+    all connections."""
     pipes, processes = [], []
+    start_at = time.time() + START_DELAY
     for worker in range(PROCESSES):
         receive, send = multiprocessing.Pipe(duplex=False)
-        args = (kind, url, seconds, rate / PROCESSES, worker, run, connections, send)
+        args = (kind, url, seconds, rate / PROCESSES, worker, run, connections, start_at, send)
         processes.append(multiprocessing.Process(target=_worker, args=args))
         pipes.append(receive)
     for process in processes:
@@ -184,7 +220,7 @@ def closed_phase(
 
 def measure(
     database_url: str,
-) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], dict[str, Any], int]:
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]], dict[str, Any], dict[str, Any], int]:
     """Bare and intake closed loops at ``LOW`` and ``HIGH`` connections per load process, then the
     open loop at half the bare endpoint's ``HIGH`` rate; and the events stored afterwards."""
     env = {
@@ -217,6 +253,9 @@ def measure(
                 intake_url, intake.proc.pid, per_process, f"closed{per_process}", intake_port
             )
         paced = load("open", intake_url, SECONDS, bare_runs[HIGH]["rate"] / 2, "open", HIGH)
+        # The same schedule against the bare endpoint: the latency the machine and the load
+        # generators add by themselves.
+        paced_bare = load("open", bare_url, SECONDS, bare_runs[HIGH]["rate"] / 2, "open-bare", HIGH)
     finally:
         intake.stop()
         bare.stop()
@@ -225,7 +264,7 @@ def measure(
     with db.sessionmaker() as session:
         stored = int(session.scalar(select(func.count()).select_from(WebhookEvent)) or 0)
     db.dispose()
-    return bare_runs, intake_runs, paced, stored
+    return bare_runs, intake_runs, paced, paced_bare, stored
 
 
 def pct(values: list[float], q: int) -> float:
@@ -251,24 +290,29 @@ RELAY_MIN, WRITERS = _SETTINGS.intake_relay_min_messages, _SETTINGS.intake_write
 
 def main() -> None:
     with scratch_database() as database_url:
-        bare_runs, intake_runs, paced, stored = measure(database_url)
+        bare_runs, intake_runs, paced, paced_bare, stored = measure(database_url)
     half = bare_runs[HIGH]["rate"] / 2
     accepted = sum(r["accepted"] for r in intake_runs.values()) + paced["accepted"]
     p50, p99 = pct(paced["latencies"], 50), pct(paced["latencies"], 99)
+    bare_p50, bare_p99 = pct(paced_bare["latencies"], 50), pct(paced_bare["latencies"], 99)
     for per_process in (LOW, HIGH):
         bare, intake = bare_runs[per_process], intake_runs[per_process]
         print(
             f"{PROCESSES * per_process} connections: bare {bare['rate']:.0f}/s, intake {intake['rate']:.0f}/s "
             f"(ratio {intake['rate'] / bare['rate']:.2f}, {intake['batch']:.1f} events per commit)"
         )
-    print(f"at {half:.0f}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms; accepted {accepted}, stored {stored}")
+    print(
+        f"at {half:.0f}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms (bare: {bare_p50:.1f} / {bare_p99:.1f} ms); "
+        f"accepted {accepted}, stored {stored}"
+    )
     write_section(
         "Intake throughput and latency",
         ".venv/bin/python -m bench.intake_throughput",
         f"""
 One uvicorn process each (httptools, uvloop); PostgreSQL and Redis local; load from {PROCESSES}
 separate processes, each with keep-alive httpx connections sending one request at a time
-({SECONDS:.0f} s per phase); distinct `realTimeTranscriptionAvailable` events. Closed loops at two
+({SECONDS:.0f} s per phase, measured once every connection is open); distinct
+`realTimeTranscriptionAvailable` events. Closed loops at two
 concurrencies: one connection per load process, and {HIGH}, which keeps both servers busy (the
 sustained rate the target is about). No worker runs: a batch of {RELAY_MIN} or more events hands
 its items' messages to a worker in one relay message, so publishing them one by one is a worker's
@@ -284,6 +328,8 @@ time (`ARCHIVER_INTAKE_WRITERS`); the last column is the mean batch.
 
 At half the bare endpoint's rate with {PROCESSES * HIGH} connections ({half:.0f}/s, open loop): intake
 p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms); {paced["accepted"]} of {paced["sent"]} answered 204.
+The bare endpoint on the same schedule, for the latency the machine and the load generators add
+themselves: p50 {bare_p50:.1f} ms, p99 {bare_p99:.1f} ms.
 
 Events answered 204: {accepted}; in the database afterwards: {stored}.
 """,
