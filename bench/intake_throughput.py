@@ -323,8 +323,8 @@ CPU, not counted here; smaller batches publish directly, counted.
 {row(LOW, bare_runs[LOW], intake_runs[LOW])}
 {row(HIGH, bare_runs[HIGH], intake_runs[HIGH])}
 
-The intake commits concurrent requests together (group commit), writing {WRITERS} transaction(s) at a
-time (`ARCHIVER_INTAKE_WRITERS`); the last column is the mean batch.
+The intake commits concurrent requests together (group commit), {WRITERS} transaction at a time
+(`ARCHIVER_INTAKE_WRITERS`); the last column is the mean batch.
 
 At half the bare endpoint's rate with {PROCESSES * HIGH} connections ({half:.0f}/s, open loop): intake
 p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms); {paced["accepted"]} of {paced["sent"]} answered 204.
