@@ -11,7 +11,8 @@ their path, before the writer takes the next batch.
 One writer costs the least CPU per event: while it writes, the next batch grows, and each batch
 costs a fixed number of statements and at most one relay message. Two writers halve the batches
 and, on a CPU-bound intake, each waits for the other's share of the interpreter lock
-(``bench/intake_throughput.py``: 0.58 of the bare endpoint with one, 0.48 with two).
+(``bench/intake_throughput.py``, same machine, same hour: 0.58 and 0.59 of the bare endpoint with
+one, 0.45 with two).
 """
 
 from __future__ import annotations
@@ -133,9 +134,9 @@ class GroupCommitRecorder(Generic[Event, Result]):
 def reconnecting(call: Callable[[Arg], Out], arg: Arg) -> Out:
     """``call(arg)``, once more if it failed on a pooled connection the database had closed (it
     restarted, or dropped idle connections): the engine does not test connections before use, and
-    the second try takes a new one. The failed try's transaction did not commit, or if its COMMIT
-    was lost on the way back, the events are recorded and the second try finds them duplicates:
-    either way nothing is lost."""
+    the second try takes a new one. For a batch: the failed try's transaction did not commit, or,
+    if only its COMMIT's answer was lost, the events are recorded and the second try finds them
+    duplicates (their items due, so the sweeper sends their messages): nothing is lost."""
     try:
         return call(arg)
     except DBAPIError as exc:
