@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
+
+Out = TypeVar("Out")
 
 
 def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
@@ -35,6 +38,23 @@ def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=pre_ping, pool_size=5, max_overflow=5, **kwargs)
+
+
+def reconnecting(call: Callable[[], Out]) -> Out:
+    """``call()``, once more if it failed on a pooled connection the database had closed (it
+    restarted, or dropped idle connections): for an engine made without ``pre_ping``, whose second
+    try takes a new connection. A transaction that failed so did not commit, or, if only its
+    COMMIT's answer was lost, did: the caller's work must be idempotent (the intake's is: a second
+    try finds its events duplicates, their items due, so the sweeper sends their messages)."""
+    try:
+        return call()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning(
+            "the database connection was lost (%s); trying again on a new one", type(exc.orig).__name__
+        )
+        return call()
 
 
 class UnitOfWork:

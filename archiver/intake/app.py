@@ -29,8 +29,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.db.session import reconnecting
 from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
-from archiver.intake.group_commit import GroupCommitRecorder, reconnecting
+from archiver.intake.group_commit import GroupCommitRecorder
 from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
 from archiver.logging import log_context
 from archiver.metrics import IntakeMetrics, PipelineCollector
@@ -215,14 +216,14 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return await accept(request, lambda _raw: parse_bandwidth_query(query))
         return await accept(request, parse_bandwidth_event)
 
-    def _database_ok(_arg: None = None) -> bool:
+    def _database_ok() -> bool:
         with ctx.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
 
     async def healthz(_request: Request) -> Response:
         try:
-            await run_in_threadpool(reconnecting, _database_ok, None)
+            await run_in_threadpool(reconnecting, _database_ok)
         except Exception as exc:
             log.warning("health check: database unreachable: %s", exc)
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)

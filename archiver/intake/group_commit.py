@@ -20,16 +20,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Generic, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 
+from archiver.db.session import reconnecting
+
 log = logging.getLogger(__name__)
 
 Event = TypeVar("Event")
-Arg = TypeVar("Arg")
-Out = TypeVar("Out")
 Result = TypeVar("Result")
 Outcomes = Sequence["Result | BaseException"]
 #: Records a batch in one transaction: each event's result, and what to do once they are answered.
@@ -113,7 +114,7 @@ class GroupCommitRecorder(Generic[Event, Result]):
 
     def _write(self, events: list[Event], answer: Callable[[Outcomes[Result]], None]) -> None:
         try:
-            results, then = reconnecting(self._record_batch, events)
+            results, then = reconnecting(partial(self._record_batch, events))
         except DBAPIError as exc:
             if len(events) == 1 or _database_unavailable(exc):
                 answer([exc] * len(events))
@@ -126,26 +127,9 @@ class GroupCommitRecorder(Generic[Event, Result]):
 
     def _record_alone(self, event: Event) -> Result | BaseException:
         try:
-            return reconnecting(self._record_one, event)
+            return reconnecting(partial(self._record_one, event))
         except DBAPIError as exc:
             return exc
-
-
-def reconnecting(call: Callable[[Arg], Out], arg: Arg) -> Out:
-    """``call(arg)``, once more if it failed on a pooled connection the database had closed (it
-    restarted, or dropped idle connections): the engine does not test connections before use, and
-    the second try takes a new one. For a batch: the failed try's transaction did not commit, or,
-    if only its COMMIT's answer was lost, the events are recorded and the second try finds them
-    duplicates (their items due, so the sweeper sends their messages): nothing is lost."""
-    try:
-        return call(arg)
-    except DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        log.warning(
-            "the database connection was lost (%s); trying again on a new one", type(exc.orig).__name__
-        )
-        return call(arg)
 
 
 def _settle(futures: list[asyncio.Future[Result]], outcomes: Outcomes[Result]) -> None:

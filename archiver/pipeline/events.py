@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
@@ -252,15 +253,21 @@ def _create_items(
             row.update(due_at=now, enqueued_at=now)  # as schedule_now
         rows.append(row)
         links.append({"event_id": event_id, **{name: row[name] for name in ITEM_KEY}})
-    rows.sort(key=lambda row: tuple(row[name] for name in ITEM_KEY))
-    if uow.session.get_bind().dialect.name == "postgresql":
+    rows.sort(key=_key)
+    postgres = uow.session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        then = _history_and_links_sql()
+        params = {
+            "history_at": bound_value(ItemHistory.__table__.c.at, now),  # type: ignore[attr-defined]
+            **unnest_params(_announced_columns(), "announced", links),
+        }
         created = insert_many_then(
-            uow.session, _items_table(), rows, ITEM_KEY, ("id", *ITEM_KEY), *_history_and_links(now, links)
+            uow.session, _items_table(), rows, ITEM_KEY, ("id", *ITEM_KEY), then, params
         )
-        item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
     else:
         created = insert_many(uow.session, _items_table(), rows, ITEM_KEY, ("id", *ITEM_KEY))
-        item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
+    item_ids = {tuple(columns): int(item_id) for item_id, *columns in created}
+    if not postgres:
         history = [_first_history(item_ids[_key(row)], row, now) for row in rows if _key(row) in item_ids]
         insert_many(uow.session, ItemHistory.__table__, history)  # type: ignore[arg-type]
         _link_events(
@@ -292,13 +299,21 @@ def _first_history(item_id: int, row: dict[str, Any], now: datetime) -> dict[str
     return {"item_id": item_id, "at": now, "from_state": None, "to_state": state, "detail": detail}
 
 
-def _history_and_links(now: datetime, links: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, Any]]:
+def _announced_columns() -> dict[str, Any]:
+    """The columns of the (event id, artifact key) pairs the links are made from, for their types."""
+    events: Table = WebhookEvent.__table__  # type: ignore[assignment]
+    return {"event_id": events.c.id, **{name: _items_table().c[name] for name in ITEM_KEY}}
+
+
+@lru_cache(maxsize=1)
+def _history_and_links_sql() -> dict[str, str]:
     """For :func:`insert_many_then` after the items' insert: the first history row of each item
-    inserted (as :func:`_first_history`), and each event linked to the item it created."""
+    inserted (as :func:`_first_history`), and each event linked to the item it created. Built once:
+    it is the same for every batch."""
     history: Table = ItemHistory.__table__  # type: ignore[assignment]
     events: Table = WebhookEvent.__table__  # type: ignore[assignment]
-    announced = {"event_id": events.c.id, **{name: _items_table().c[name] for name in ITEM_KEY}}
-    then = {
+    announced = unnest_sql(_announced_columns(), "announced")
+    return {
         "history": (
             f"INSERT INTO {history.name} (item_id, at, from_state, to_state, detail)"  # noqa: S608
             " SELECT id, %(history_at)s, NULL, state, outcome FROM inserted"
@@ -306,12 +321,10 @@ def _history_and_links(now: datetime, links: list[dict[str, Any]]) -> tuple[dict
         # The events' items, by the artifact key (NOT NULL columns) they announced.
         "linked": (
             f"UPDATE {events.name} SET item_id = inserted.id"  # noqa: S608
-            f" FROM inserted JOIN {unnest_sql(announced, 'announced')} USING ({', '.join(ITEM_KEY)})"
+            f" FROM inserted JOIN {announced} USING ({', '.join(ITEM_KEY)})"
             f" WHERE {events.name}.id = announced.event_id"
         ),
     }  # names from our own metadata; values travel as parameters
-    params = {"history_at": bound_value(history.c.at, now), **unnest_params(announced, "announced", links)}
-    return then, params
 
 
 def _later_seconds(ctx: PipelineContext, kind: str) -> float:
