@@ -138,14 +138,14 @@ class PrivateRedis:
 
     def kill_restart(self, down_seconds: float = 2.0) -> None:
         """SIGKILL: every queued and unacknowledged message is gone, as after a crash."""
-        self._kill()
+        self.kill()
         time.sleep(down_seconds)
         self.start()
 
-    def _kill(self) -> None:
+    def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
     def stop(self) -> None:
-        self._kill()
+        self.kill()

@@ -9,6 +9,8 @@ Why each setting (see ../shared/PRACTICE.md):
 * task events, sent events and STARTED state on, so Flower shows queued, running, retried, failed.
 * time limits below the item lease, so a stuck task is killed before another worker may take its
   item over: no two workers ever act on one item at once.
+* kombu's Redis transport with one fix (``workers/broker_transport.py``): a Redis restart at the
+  wrong moment no longer stops the worker.
 * countdowns are capped by ``ARCHIVER_MAX_COUNTDOWN_SECONDS`` (≤ 10 min), far below the Redis
   visibility timeout; longer waits are due times in the database, swept by beat.
 """
@@ -30,11 +32,13 @@ from archiver.pipeline.dispatch import (
     SWEEP_TASK_NAME,
     TASK_NAMES,
 )
+from workers import broker_transport
 
 REDIS_VISIBILITY_TIMEOUT = 3600
 
 
 def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
+    broker_transport.use_for_redis_urls()  # a lost broker must not stop the worker: see there
     app = Celery("archiver", include=["workers.tasks"] if include_tasks else [])
     routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}
     routes[SWEEP_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
