@@ -157,13 +157,16 @@ class LocalStack:
             **self.extra_env,
         }
 
-    def _start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> ManagedProcess:
+    def _start(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, restart: bool = False
+    ) -> ManagedProcess:
         process = ManagedProcess(
             name,
             argv,
             env={**self.env(), **(env or {})},
             log_path=self.workdir / f"{name}.log",
             echo=self.echo,
+            restart=restart,
         )
         return self.group.start(process)
 
@@ -228,7 +231,10 @@ class LocalStack:
         wait_until(lambda: http_ok(self.intake_url + "/healthz"), 30, "the intake")
         return process
 
-    def start_worker(self, name: str = "worker", concurrency: int = 2) -> ManagedProcess:
+    def start_worker(
+        self, name: str = "worker", concurrency: int = 2, restart: bool = False
+    ) -> ManagedProcess:
+        """``restart``: started again if it exits unasked, as systemd and Kubernetes would."""
         log_path = self.workdir / f"{name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         process = self._start(
@@ -251,6 +257,7 @@ class LocalStack:
             ],
             # As deployed: SIGTERM starts the soft shutdown (ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS).
             env={"REMAP_SIGTERM": "SIGQUIT"},
+            restart=restart,
         )
         wait_until(lambda: " ready." in log_path.read_text("utf-8", "replace")[offset:], 60, f"the {name}")
         return process

@@ -1,7 +1,9 @@
 """Starting and stopping the local processes of a whole stack (the demo, the tests, benchmarks).
 
 Each process's output is either echoed with a label (``[worker] …``), interleaved on one terminal,
-or written to a log file. Stopping sends SIGTERM, waits, then SIGKILLs what is left.
+or written to a log file. Stopping sends SIGTERM, waits, then SIGKILLs what is left. A process
+started with ``restart=True`` is started again whenever it exits unasked, as the deployments' own
+supervisors do (systemd ``Restart=always``, Kubernetes).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class ManagedProcess:
         log_path: Path | None = None,
         echo: bool = False,
         cwd: str | None = None,
+        restart: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -71,11 +74,23 @@ class ManagedProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._pump: threading.Thread | None = None
+        self.restart = restart
+        #: Exit codes of the unasked exits after which the process was started again.
+        self.restarts: list[int] = []
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def start(self) -> ManagedProcess:
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._spawn()
+        if self.restart:
+            self._watcher = threading.Thread(target=self._watch, name=f"{self.name}-supervisor", daemon=True)
+            self._watcher.start()
+        return self
+
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
             self.argv,
             env=self.env,
@@ -87,7 +102,23 @@ class ManagedProcess:
         if self.echo:
             self._pump = threading.Thread(target=self._echo, daemon=True)
             self._pump.start()
-        return self
+
+    def _watch(self, restart_after: float = 1.0) -> None:
+        """Start the process again after an exit nobody asked for (``RestartSec=1``)."""
+        while not self._stopping.wait(0.5):
+            proc = self.proc
+            if proc is None or proc.poll() is None:
+                continue
+            if self._stopping.wait(restart_after):
+                return
+            self.restarts.append(proc.returncode)
+            notice = f"[supervisor] {self.name} exited with {proc.returncode}; starting it again\n"
+            if self._log_file is not None:
+                self._log_file.write(notice.encode())
+                self._log_file.flush()
+            if self.echo:
+                sys.stdout.write(notice)
+            self._spawn()
 
     def _echo(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
@@ -113,6 +144,9 @@ class ManagedProcess:
             os.killpg(self.pid, signum)
 
     def stop(self, timeout: float = 15.0) -> None:
+        self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if self.proc is not None and self.proc.poll() is None:
             try:
                 os.killpg(self.pid, signal.SIGTERM)

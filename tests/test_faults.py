@@ -123,7 +123,8 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         stack.start_simulator()
         stack.start_intake()
         # Mostly waiting (backoffs, Retry-After, botocore's retries): more processes than cores.
-        stack.start_worker(concurrency=8)
+        # Started again if it exits, as systemd (Restart=always) and Kubernetes do in a deployment.
+        stack.start_worker(concurrency=8, restart=True)
         stack.start_beat()
         database = Database(postgres.url)
         yield FaultStack(stack, postgres, redis_server, proxy_url, SharedClock(clock_file), database)
@@ -157,7 +158,7 @@ class Chaos:
     """SIGKILLs a pool process every few seconds; restarts Redis once and PostgreSQL once."""
 
     faults: FaultStack
-    worker_pid: int
+    worker: ManagedProcess
     rng: random.Random = field(default_factory=lambda: random.Random(5))
     kills: int = 0
     redis_restarted: bool = False
@@ -178,7 +179,7 @@ class Chaos:
                     self.faults.postgres.crash_restart()
                     self.postgres_restarted = True
                 if now >= next_kill:
-                    pool = pool_processes(self.worker_pid)
+                    pool = pool_processes(self.worker.pid)  # the current process, if restarted
                     if pool:
                         os.kill(self.rng.choice(pool), signal.SIGKILL)
                         self.kills += 1
@@ -272,7 +273,7 @@ def test_thousand_items_through_faults_kills_and_restarts(fault_stack: FaultStac
         simulator.set_faults(*SIMULATOR_FAULTS)
         faults.proxy_faults(rate=0.10)
         worker = next(p for p in stack.group.processes if p.name == "worker")
-        chaos = Chaos(faults, worker.pid)
+        chaos = Chaos(faults, worker)
         chaos_thread = threading.Thread(target=chaos.run, daemon=True)
         chaos_thread.start()
         started = time.monotonic()
@@ -329,7 +330,8 @@ def test_thousand_items_through_faults_kills_and_restarts(fault_stack: FaultStac
         recording_state = {r: admin.get(f"/admin/recordings/{r}").json() for r in recordings}
     proxy = faults.proxy_faults()
     print(f"\nfault suite: {processing_seconds:.0f}s to deletion; kills {chaos.kills}; refused webhooks "
-          f"{refused_once}; simulator faults {[r['fired'] for r in sim_faults['rules']]}; S3 proxy {proxy}")  # fmt: skip
+          f"{refused_once}; simulator faults {[r['fired'] for r in sim_faults['rules']]}; S3 proxy {proxy}; "
+          f"worker main process restarted after exits {worker.restarts}")  # fmt: skip
 
     # The faults really happened.
     assert not chaos.errors, chaos.errors
