@@ -4,12 +4,14 @@ The broker is lost while the task channel has a BRPOP pending and an unacknowled
 second channel (remote control) has a fanout queue to delete on close: the state in which Celery's
 consumer stopped the worker with kombu's own Redis transport. The consumer's teardown is run here as
 Celery runs it (``Consumer.on_connection_error_after_connected``), on a real Redis server killed with
-SIGKILL, then the same connection settings must consume again from the restarted server.
+SIGKILL, and a task finishing then is acknowledged on its closed channel; then the same connection settings
+must consume again from the restarted server.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
@@ -43,8 +45,10 @@ def test_losing_redis_mid_poll_leaves_the_consumer_able_to_reconnect(tmp_path):
     try:
         connection = celery_connection(redis_server.url(0))
         assert isinstance(connection.transport, Transport)
+        connection_errors = connection.connection_errors  # what Celery hands to ack_log_error
         assert connection.as_uri().startswith("redis://")  # what Celery prints and Flower reads
-        assert len(consume_one(connection)) == 1
+        received = consume_one(connection)
+        assert len(received) == 1
         tasks = connection.default_channel
         assert tasks.qos._delivered  # unacknowledged
         control = connection.channel()
@@ -58,6 +62,10 @@ def test_losing_redis_mid_poll_leaves_the_consumer_able_to_reconnect(tmp_path):
         with contextlib.suppress(Exception):
             connection.collect(socket_timeout=1)
         ignore_errors(connection, connection.close)
+        # A task that finishes now is acknowledged on its closed channel, as Celery does it.
+        late = received[0]
+        late.ack_log_error(logging.getLogger(__name__), connection_errors)
+        assert late.acknowledged is False  # Redis redelivers it after the visibility timeout
 
         redis_server.start()
         again = celery_connection(redis_server.url(0))

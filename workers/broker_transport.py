@@ -1,48 +1,37 @@
 """kombu's Redis transport, with one fix: a lost broker must not stop the worker.
 
 When Redis goes away, Celery's consumer closes the broken connection in two passes
-(``Connection.collect``, then ``Connection.close``). If the first pass gave up on the channel that
-consumes tasks (its pending BRPOP raised) and then, on another channel (remote control: deleting its
-fanout queue raised), left that channel open, the transport is already detached when the second pass
-closes it. Restoring its unacknowledged messages then builds a Redis client from the detached
-transport, kombu 5.7 raises ``AttributeError: 'NoneType' object has no attribute 'hostname'``, and
-Celery stops the worker as an "unrecoverable error". Found by the fault suite, which restarts Redis
-under load; reproduced by ``tests/test_broker_transport.py``.
+(``Connection.collect``, then ``Connection.close``), and the first detaches the transport from its
+channels. A channel the first pass could not finish closing (its pending BRPOP raised, then another
+channel's close raised first), or the late acknowledgement of a task that finished just then, still
+uses its channel afterwards; kombu 5.7 then builds a Redis client from the detached transport and
+raises ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (or ``… 'client'``), which
+Celery treats as an unrecoverable error: the worker stops. Found by the fault suite, which restarts
+Redis under load; reproduced by ``tests/test_broker_transport.py``.
 
-Skipping the restore there loses nothing: Redis keeps those messages in its unacknowledged set,
-which any worker restores after the visibility timeout; and if Redis lost them with a restart, their
-items are due in the database and the sweeper sends them again.
+Here a detached channel raises a Redis ``ConnectionError`` instead, which kombu and Celery handle as
+the connection error it is: the worker reconnects. Nothing is lost: the messages that could not be
+restored or acknowledged stay in Redis's unacknowledged set, which a worker restores after the
+visibility timeout (our steps are idempotent); if Redis lost them with a restart, their items are due
+in the database and the sweeper sends them again.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kombu.transport
 from kombu.transport import redis as kombu_redis
-
-log = logging.getLogger(__name__)
-
-
-class QoS(kombu_redis.QoS):  # type: ignore[misc]
-    def restore_unacked(self, client: Any = None) -> None:
-        transport = self.channel.connection
-        if client is None and (transport is None or transport.client is None):
-            delivered = self._delivered
-            if delivered:
-                log.warning(
-                    "broker connection already closed: %d unacknowledged message(s) left to Redis's "
-                    "visibility timeout (or, if Redis lost them, to the sweeper)",
-                    len(delivered),
-                )
-                delivered.clear()
-            return
-        super().restore_unacked(client)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 class Channel(kombu_redis.Channel):  # type: ignore[misc]
-    QoS = QoS
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        transport = self.connection
+        if transport is None or transport.client is None:
+            raise RedisConnectionError("this broker channel's connection is closed")
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[misc]
+        return params
 
 
 class Transport(kombu_redis.Transport):  # type: ignore[misc]
