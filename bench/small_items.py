@@ -5,7 +5,8 @@ Target (issue 8): >= 0.5.
 
 Per transcription both do: GET it from the simulator, PUT it to S3 with its SHA-256, read it back
 (one GetObject), check it again before the deletion (one HeadObject), DELETE it at the simulator.
-The pipeline also stores the event, the item, its history and its segments, and sends two tasks.
+The pipeline also stores the event, the item, its history and its segments, and runs one task
+(the archive, which goes straight on to the deletion).
 
     .venv/bin/python -m bench.small_items
 """

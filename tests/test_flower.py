@@ -39,8 +39,12 @@ def test_tasks_run_by_the_worker_appear_in_flower_with_their_item_and_state(e2e,
     stack, simulator, _clock = e2e
     [created] = simulator.create_realtime(1)
     tid = created["transcriptionId"]
-    # One 429 with a short Retry-After: the archive task is retried (a countdown), then succeeds.
-    simulator.set_faults({"status": 429, "retry_after": 1, "method": "GET", "count": 1, "path_contains": tid})
+    # One 429 with a short Retry-After: the archive task is retried (a countdown), then succeeds and
+    # goes on to the deletion, whose own 429 makes it a request_deletion task of its own.
+    simulator.set_faults(
+        {"status": 429, "retry_after": 1, "method": "GET", "count": 1, "path_contains": tid},
+        {"status": 429, "retry_after": 1, "method": "DELETE", "count": 1, "path_contains": tid},
+    )
     simulator.send_webhooks()
     item = wait_state(db, tid, ItemState.DELETION_REQUESTED)
     ref = item_by_provider_id(db, tid).ref
@@ -60,6 +64,8 @@ def test_tasks_run_by_the_worker_appear_in_flower_with_their_item_and_state(e2e,
     mine, failed = wait_for(ours, 30, "the item's tasks and the failed task in Flower")
     archive = [t for t in mine if t["name"] == "archiver.archive_item"]
     assert any(t["retries"] >= 1 for t in archive)  # the retry (429) is visible
+    # The archive's result shows the deletion it went on to, and that deletion's wait.
+    assert any("'request_deletion': {'outcome': 'retry'" in (t.get("result") or "") for t in archive)
     assert all(str(item.id) in t["args"] for t in mine)  # the item's id and ref are the arguments
     assert "no backfill run 987654321" in failed[0]["exception"]
     assert {t["worker"] for t in mine} and all(t["worker"].startswith("worker@") for t in mine)

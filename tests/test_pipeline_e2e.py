@@ -172,17 +172,32 @@ def test_rejected_transcription_is_recorded_and_nothing_is_fetched(e2e, db):
     assert item_by_provider_id(db, created["transcriptionId"]) is None
 
 
-def test_429_with_short_retry_after_is_honoured(e2e, db):
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("GET", [("GET", 429), ("GET", 200), ("DELETE", 200)]),
+        # The archive task goes straight on to the deletion; the deletion's short wait is then a
+        # request_deletion task of its own, with the countdown.
+        ("DELETE", [("GET", 200), ("DELETE", 429), ("DELETE", 200)]),
+    ],
+)
+def test_429_with_short_retry_after_is_honoured(e2e, db, method, expected):
     _stack, simulator, _clock = e2e
     _created, tid, _ = one_transcription(
-        simulator, {"status": 429, "retry_after": 2, "method": "GET", "count": 1}
+        simulator, {"status": 429, "retry_after": 2, "method": method, "count": 1}
     )
     item = wait_state(db, tid, ItemState.DELETION_REQUESTED)
     audit = simulator.audit(path_contains=tid)
-    assert [(e["method"], e["status"]) for e in audit] == [("GET", 429), ("GET", 200), ("DELETE", 200)]
-    waited = audit[1]["monotonic"] - audit[0]["monotonic"]
+    assert [(e["method"], e["status"]) for e in audit] == expected
+    at_429 = next(i for i, e in enumerate(audit) if e["status"] == 429)
+    waited = audit[at_429 + 1]["monotonic"] - audit[at_429]["monotonic"]
     assert 1.9 <= waited <= 6.0, waited
     assert item.attempts == 0  # a 429 is the provider's pacing, not the item's failure
+    assert item.deletion_requests == 1 and item.lease_owner is None
+    assert [h.to_state for h in history(db, item.id)][-2:] == [
+        ItemState.ARCHIVED,
+        ItemState.DELETION_REQUESTED,
+    ]
 
 
 def test_long_retry_after_becomes_a_due_time_swept_by_beat(e2e, db):

@@ -1,5 +1,6 @@
-"""Deletion policies and retention risk, with the steps run in this process against the real
-PostgreSQL, S3 server and simulator (a context whose policy differs from the session worker's)."""
+"""Deletion policies, going on from the archive to the deletion, and retention risk, with the steps
+run in this process against the real PostgreSQL, Redis, S3 server and simulator (a context whose
+settings differ from the session worker's)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,22 @@ import json
 import logging
 import os
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 
 from archiver.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import Step
+from archiver.pipeline.dispatch import QUEUE_DELETIONS, Step
 from archiver.pipeline.events import record_event
-from archiver.pipeline.steps import Outcome, run_step
-from archiver.pipeline.sweeper import warn_retention_risk
+from archiver.pipeline.steps import Outcome, StepResult, run_step
+from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
 from archiver.supervisor import bin_path
-from tests.helpers import item_by_provider_id
+from tests.conftest import wait_for
+from tests.helpers import history, item_by_provider_id
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
 
@@ -126,6 +130,95 @@ def test_deletion_is_refused_while_the_transcription_is_expected(local_ctx, db):
     result = run_step(ctx, Step.REQUEST_DELETION, item_id)
     assert result.outcome is Outcome.DEAD and "transcription is still expected" in result.detail
     assert simulator.audit(method="DELETE") == []
+    ctx.close()
+
+
+@pytest.fixture
+def deletion_messages():
+    """How many request-deletion messages the local contexts have sent (their Redis queue)."""
+    broker = redis.Redis.from_url(SPARE_BROKER)
+    broker.delete(QUEUE_DELETIONS)
+    yield lambda: broker.llen(QUEUE_DELETIONS)
+    broker.delete(QUEUE_DELETIONS)
+    broker.close()
+
+
+def recording_to_archive(local_ctx, delete_fault=None, **settings):
+    """A context, and a recording announced to it; ``delete_fault``: what its first DELETE meets."""
+    make, stack, simulator = local_ctx
+    ctx = make(**settings)
+    rec, item_id = announce_recording(ctx, stack, simulator, duration=4.0, channels=1, file_format="wav")
+    if delete_fault is not None:
+        rule = {"method": "DELETE", "count": 1, "path_contains": rec["recordingId"], **delete_fault}
+        simulator.set_faults(rule)
+    return ctx, simulator, rec["recordingId"], item_id
+
+
+def test_the_archive_goes_straight_on_to_the_deletion_without_a_message(local_ctx, db, deletion_messages):
+    ctx, simulator, rid, item_id = recording_to_archive(local_ctx)
+    result = run_step(ctx, Step.ARCHIVE, item_id, go_on=True)
+    assert result.outcome is Outcome.DONE and "media s3://" in result.detail
+    assert result.then is not None
+    next_step, deletion = result.then
+    assert next_step is Step.REQUEST_DELETION and deletion.outcome is Outcome.DONE
+    item = item_by_provider_id(db, rid)
+    assert item.state == ItemState.DELETION_REQUESTED and item.lease_owner is None
+    assert item.due_at == item.purge_due_at and item.enqueued_at is None
+    states = [h.to_state for h in history(db, item_id)]
+    assert states[-2:] == [ItemState.ARCHIVED, ItemState.DELETION_REQUESTED]
+    deletes = simulator.audit(method="DELETE", path_contains=rid)
+    assert deletes and all(200 <= d["status"] < 300 for d in deletes)
+    assert deletion_messages() == 0  # no message, claim or task of its own
+    ctx.close()
+
+
+def test_a_deletion_that_must_wait_after_the_archive_is_released_with_its_due_time(
+    local_ctx, db, deletion_messages
+):
+    ctx, _simulator, rid, item_id = recording_to_archive(local_ctx, {"status": 429, "retry_after": 3600})
+    result = run_step(ctx, Step.ARCHIVE, item_id, go_on=True)
+    assert result.outcome is Outcome.DONE and result.then is not None
+    assert result.then[0] is Step.REQUEST_DELETION and result.then[1].outcome is Outcome.WAITING
+    item = item_by_provider_id(db, rid)
+    assert item.state == ItemState.ARCHIVED and item.lease_owner is None
+    assert item.enqueued_at is None and 3500 < (item.due_at - item.updated_at).total_seconds() <= 3600
+    assert deletion_messages() == 0  # the sweeper sends it at its due time
+    ctx.close()
+
+
+def test_a_slow_archive_sends_the_deletion_as_a_message_instead(local_ctx, db, deletion_messages):
+    # Any archive takes longer than a quarter of this lease.
+    ctx, simulator, rid, item_id = recording_to_archive(local_ctx, lease_seconds=0.01)
+    result = run_step(ctx, Step.ARCHIVE, item_id, go_on=True)
+    assert result.outcome is Outcome.DONE and result.then is None
+    item = item_by_provider_id(db, rid)
+    assert item.state == ItemState.ARCHIVED and item.lease_owner is None and item.enqueued_at is not None
+    assert deletion_messages() == 1
+    assert simulator.audit(method="DELETE", path_contains=rid) == []
+    ctx.close()
+
+
+def test_a_worker_lost_between_the_archive_and_the_deletion_is_covered_by_the_sweeper(
+    local_ctx, db, deletion_messages
+):
+    # The DELETE hangs: meanwhile the item is as a worker that died there would have left it.
+    ctx, _simulator, rid, item_id = recording_to_archive(local_ctx, {"status": 0, "latency_seconds": 4})
+    results: list[StepResult] = []
+    worker = threading.Thread(target=lambda: results.append(run_step(ctx, Step.ARCHIVE, item_id, go_on=True)))
+    worker.start()
+    archived = wait_for(
+        lambda: (i := item_by_provider_id(db, rid)).state == ItemState.ARCHIVED and i, 10, "the archive"
+    )
+    assert archived.lease_owner is not None and archived.enqueued_at is None
+    sweeper_ctx = local_ctx[0]()
+    assert sweep_due_items(sweeper_ctx).enqueued == 0  # the lease is live: nothing to send
+    sweeper_ctx.clock.offset = timedelta(seconds=ctx.settings.lease_seconds + 1)  # the lease expired
+    assert sweep_due_items(sweeper_ctx).by_state == {ItemState.ARCHIVED.value: 1}
+    assert deletion_messages() == 1
+    worker.join(30)
+    assert results[0].then is not None and results[0].then[1].outcome is Outcome.DONE
+    assert item_by_provider_id(db, rid).state == ItemState.DELETION_REQUESTED
+    sweeper_ctx.close()
     ctx.close()
 
 

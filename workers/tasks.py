@@ -81,14 +81,30 @@ class StepTask(Task):  # type: ignore[type-arg]
     retry_jitter = True
     step: Step
 
-    def run_item_step(self, item_id: int) -> dict[str, Any]:
+    def run_item_step(self, item_id: int, ref: str) -> dict[str, Any]:
+        """The step, and the next one if it is due at once (archive → request deletion: one task
+        where there were two). That next step's short wait is a message of its own task."""
         with log_context(task_id=self.request.id, task_name=self.name):
-            result = run_step(pipeline_context(), self.step, item_id)
+            result = run_step(pipeline_context(), self.step, item_id, go_on=True)
         if result.outcome is Outcome.RETRY or (
             result.outcome is Outcome.BUSY and self.request.retries < MAX_BUSY_RETRIES
         ):
             raise self.retry(countdown=result.countdown, exc=None)
-        return {"outcome": result.outcome.value, "detail": result.detail}
+        shown: dict[str, Any] = {"outcome": result.outcome.value, "detail": result.detail}
+        if result.then is not None:
+            next_step, next_result = result.then
+            shown[next_step.value] = {"outcome": next_result.outcome.value, "detail": next_result.detail}
+            if next_result.outcome is Outcome.RETRY:
+                try:
+                    self.app.send_task(
+                        TASK_NAMES[next_step],
+                        args=[item_id],
+                        kwargs={"ref": ref},
+                        countdown=next_result.countdown,
+                    )
+                except Exception:  # the item is due in the database: the sweeper sends it
+                    log.exception("%s: could not send the %s retry", ref, next_step.value)
+        return shown
 
 
 class ArchiveTask(StepTask):
@@ -110,25 +126,25 @@ class ConfirmPurgeTask(StepTask):
 @app.task(name=TASK_NAMES[Step.ARCHIVE], base=ArchiveTask, bind=True)
 def archive_item(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Fetch the artifact, store it in S3, verify the copy, commit."""
-    return self.run_item_step(item_id)
+    return self.run_item_step(item_id, ref)
 
 
 @app.task(name=TASK_NAMES[Step.ARCHIVE_TRANSCRIPTION], base=ArchiveTranscriptionTask, bind=True)
 def archive_transcription(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Archive a recording's transcription that arrived after its media (or settle its absence)."""
-    return self.run_item_step(item_id)
+    return self.run_item_step(item_id, ref)
 
 
 @app.task(name=TASK_NAMES[Step.REQUEST_DELETION], base=RequestDeletionTask, bind=True)
 def request_deletion(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Re-verify the archived copy, then ask the provider to delete the artifact."""
-    return self.run_item_step(item_id)
+    return self.run_item_step(item_id, ref)
 
 
 @app.task(name=TASK_NAMES[Step.CONFIRM_PURGE], base=ConfirmPurgeTask, bind=True)
 def confirm_purge(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """After the purge window, check that the provider no longer serves the artifact."""
-    return self.run_item_step(item_id)
+    return self.run_item_step(item_id, ref)
 
 
 @app.task(name=REQUEST_TWILIO_TRANSCRIPT_TASK_NAME, acks_late=True, ignore_result=True, queue=QUEUE_LIVE)

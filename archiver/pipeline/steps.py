@@ -9,13 +9,19 @@
 
 Network I/O happens outside any database transaction. The claim (a lease) keeps a duplicated
 message from doing the work twice; the completion commits only if this worker still holds the lease.
+
+A step that leaves its item due for the next step at once (archive → request deletion) can go
+straight on to it (``go_on``, what the tasks do): the archive commits with the lease kept, and the
+deletion runs in the same task, without a message, a claim and a task of its own. If the worker dies
+between the two, the lease expires and the sweeper sends the deletion's message.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -33,7 +39,20 @@ from archiver.storage import StoredObject
 
 log = logging.getLogger(__name__)
 
-Completion = Callable[[UnitOfWork, ArchiveItem, datetime], str]
+
+@dataclass(frozen=True)
+class Completed:
+    """What a step's completion committed: its detail, and the step now due at once, if any."""
+
+    detail: str
+    next_step: Step | None = None
+
+
+Completion = Callable[[UnitOfWork, ArchiveItem, datetime], Completed]
+
+#: A step goes on to the next in the same task only if it took less than this share of the lease:
+#: the task's time limits (0.8 and 0.9 of the lease) must leave the next step its time.
+GO_ON_MAX_LEASE_SHARE = 0.25
 
 
 class Outcome(StrEnum):
@@ -51,14 +70,18 @@ class StepResult:
     outcome: Outcome
     detail: str = ""
     countdown: float | None = None
+    #: The next step, when this one went straight on to it (``go_on``), and that step's result.
+    then: tuple[Step, StepResult] | None = None
 
 
-def run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
+def run_step(ctx: PipelineContext, step: Step, item_id: int, *, go_on: bool = False) -> StepResult:
+    """Run ``step`` for the item; with ``go_on``, also the next step if it is due at once."""
     with log_context(item_id=item_id, step=step.value):
-        return _run_step(ctx, step, item_id)
+        return _run_step(ctx, step, item_id, go_on)
 
 
-def _run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
+def _run_step(ctx: PipelineContext, step: Step, item_id: int, go_on: bool) -> StepResult:
+    started = time.monotonic()
     state = STEP_STATE[step].value
     owner = ctx.new_lease_owner()
     objects: list[ArchivedObject] = []
@@ -82,28 +105,66 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int) -> StepResult:
         provider_id=item.provider_id,
         call_id=item.call_id,
     ):
-        return _work(ctx, step, item, objects, state, owner)
+        done, then = _work(ctx, step, item, objects, state, owner, go_on, started)
+        if then is None:
+            return done
+        # Still holding the lease: straight on to the next step, as its own message would have.
+        next_step, owned, next_objects = then
+        with log_context(step=next_step.value):
+            next_done, _ = _work(
+                ctx, next_step, owned, next_objects, STEP_STATE[next_step].value, owner, False, started
+            )
+        return replace(done, then=(next_step, next_done))
+
+
+GoOn = tuple[Step, ArchiveItem, list[ArchivedObject]]
 
 
 def _work(
-    ctx: PipelineContext, step: Step, item: ArchiveItem, objects: list[ArchivedObject], state: str, owner: str
-) -> StepResult:
+    ctx: PipelineContext,
+    step: Step,
+    item: ArchiveItem,
+    objects: list[ArchivedObject],
+    state: str,
+    owner: str,
+    go_on: bool,
+    started: float,
+) -> tuple[StepResult, GoOn | None]:
+    """Do the step's work, then commit it if ``owner`` still holds the lease. With ``go_on`` and
+    time left, a next step due at once keeps the lease and is returned, with what it needs."""
     item_id = item.id
     try:
         complete = WORK[step](ctx, item, objects)
     except NothingToArchive as nothing:
         complete = _nothing_to_archive(str(nothing))
     except Exception as error:
-        return _fail(ctx, item, state, owner, error)
+        return _fail(ctx, item, state, owner, error), None
+    then: GoOn | None = None
     with ctx.db.transaction() as uow:
         owned = reload_owned(uow.session, item_id, state, owner)
         if owned is None:
             log.warning("%s: lease lost during %s; another worker took the item over", item.ref, step)
-            return StepResult(Outcome.LOST_LEASE)
-        detail = complete(uow, owned, ctx.clock.now())
-        release(owned)
-    log.info("%s: %s done: %s", item.ref, step.value, detail)
-    return StepResult(Outcome.DONE, detail)
+            return StepResult(Outcome.LOST_LEASE), None
+        now = ctx.clock.now()
+        done = complete(uow, owned, now)
+        if done.next_step is None:
+            release(owned)
+        elif go_on and time.monotonic() - started < ctx.settings.lease_seconds * GO_ON_MAX_LEASE_SHARE:
+            # Due now, with no message: this worker goes on with it. If it dies first, the lease
+            # expires and the sweeper sends the message (nothing outstanding: enqueued_at empty).
+            owned.due_at, owned.enqueued_at, owned.resends = now, None, 0
+            owned.lease_expires_at = now + timedelta(seconds=ctx.settings.lease_seconds)
+            next_objects = (
+                list(uow.session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id)))
+                if done.next_step in VERIFYING_STEPS
+                else []
+            )
+            then = (done.next_step, owned, next_objects)
+        else:
+            release(owned)
+            schedule_now(uow, ctx.dispatcher, owned, done.next_step, now)
+    log.info("%s: %s done: %s", item.ref, step.value, done.detail)
+    return StepResult(Outcome.DONE, done.detail), then
 
 
 def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error: Exception) -> StepResult:
@@ -138,11 +199,11 @@ def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error
 
 
 def _nothing_to_archive(outcome: str) -> Completion:
-    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> Completed:
         owned.outcome = outcome
         owned.due_at = owned.enqueued_at = None
         transition(uow.session, owned, ItemState.REJECTED, now, outcome)
-        return outcome
+        return Completed(outcome)
 
     return complete
 
@@ -152,8 +213,8 @@ def _nothing_to_archive(outcome: str) -> Completion:
 
 def _record_archive(
     ctx: PipelineContext, uow: UnitOfWork, owned: ArchiveItem, result: ArchiveResult, now: datetime
-) -> str:
-    """Write what an archive result verified; move the item on; schedule its next step."""
+) -> Completed:
+    """Write what an archive result verified; move the item on; say whether deletion is due now."""
     session = uow.session
     for part in result.parts:
         existing = session.scalars(
@@ -211,10 +272,10 @@ def _record_archive(
         owned.due_at = result.transcription_deadline
         owned.enqueued_at = None  # the callback or, at the deadline, the sweeper brings it back
     elif deletion_scope(owned.kind, ctx.settings.deletion_policy) is not None:
-        schedule_now(uow, ctx.dispatcher, owned, Step.REQUEST_DELETION, now)
+        return Completed(detail, Step.REQUEST_DELETION)  # sent, or gone on to, by ``_work``
     else:
         owned.due_at = owned.enqueued_at = None  # archive only: done
-    return detail
+    return Completed(detail)
 
 
 def _archive(ctx: PipelineContext, item: ArchiveItem, _objects: list[ArchivedObject]) -> Completion:
@@ -262,7 +323,7 @@ def _request_deletion(ctx: PipelineContext, item: ArchiveItem, objects: list[Arc
     _verified_copy(ctx, item, objects)
     outcome = handler_for(item.kind).delete(ctx, item, scope)
 
-    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+    def complete(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> Completed:
         owned.deletion_scope = scope
         owned.deletion_requested_at = now
         owned.deletion_requests += 1
@@ -274,7 +335,7 @@ def _request_deletion(ctx: PipelineContext, item: ArchiveItem, objects: list[Arc
             f"provider deletion of the {scope} {outcome.value}; purge due {owned.purge_due_at.isoformat()}"
         )
         transition(uow.session, owned, ItemState.DELETION_REQUESTED, now, detail)
-        return detail
+        return Completed(detail)
 
     return complete
 
@@ -284,19 +345,19 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem, objects: list[Archiv
     handler = handler_for(item.kind)
     if not handler.exists(ctx, item, scope):
 
-        def purged(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+        def purged(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> Completed:
             owned.purged_at = now
             owned.due_at = owned.enqueued_at = None
             owned.last_error = None
             transition(uow.session, owned, ItemState.PURGED, now, f"provider answers 404 for the {scope}")
-            return "purge confirmed"
+            return Completed("purge confirmed")
 
         return purged
 
     _verified_copy(ctx, item, objects)
     outcome = handler.delete(ctx, item, scope)
 
-    def requested_again(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> str:
+    def requested_again(uow: UnitOfWork, owned: ArchiveItem, now: datetime) -> Completed:
         owned.deletion_requests += 1
         owned.purge_due_at = now + timedelta(seconds=ctx.settings.purge_delay_seconds)
         owned.due_at = owned.purge_due_at
@@ -307,7 +368,7 @@ def _confirm_purge(ctx: PipelineContext, item: ArchiveItem, objects: list[Archiv
         )
         log.warning("%s: %s", owned.ref, detail)
         transition(uow.session, owned, ItemState.DELETION_REQUESTED, now, detail)
-        return detail
+        return Completed(detail)
 
     return requested_again
 
