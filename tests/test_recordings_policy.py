@@ -195,6 +195,9 @@ def test_a_slow_archive_sends_the_deletion_as_a_message_instead(local_ctx, db, d
     assert item.state == ItemState.ARCHIVED and item.lease_owner is None and item.enqueued_at is not None
     assert deletion_messages() == 1
     assert simulator.audit(method="DELETE", path_contains=rid) == []
+    # What the request_deletion task that message starts does:
+    assert run_step(ctx, Step.REQUEST_DELETION, item_id).outcome is Outcome.DONE
+    assert item_by_provider_id(db, rid).state == ItemState.DELETION_REQUESTED
     ctx.close()
 
 
