@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,7 @@ from bench.results import write_section
 from bench.scratch import BROKER, fresh_broker, scratch_database
 
 SECONDS = 15.0
+CORES = os.cpu_count() or 1
 #: Load processes; each holds keep-alive connections that send one request at a time.
 PROCESSES = 6
 #: Connections per load process: one (6 requests in flight at most, as webhooks trickle in) and
@@ -170,6 +172,7 @@ def load(kind: str, url: str, seconds: float, rate: float, run: str, connections
     sending one request at a time, all from the same instant; ``rate`` (open loop) is split between
     all connections."""
     pipes, processes = [], []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start_at = time.time() + START_DELAY
     for worker in range(PROCESSES):
         receive, send = multiprocessing.Pipe(duplex=False)
@@ -181,9 +184,19 @@ def load(kind: str, url: str, seconds: float, rate: float, run: str, connections
     results = [pipe.recv() for pipe in pipes]
     for process in processes:
         process.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    window = time.time() - start_at  # longer than ``seconds`` when answers come late
     accepted = sum(r["accepted"] for r in results)
     latencies = [x for r in results for x in r["latencies"]]
-    return {"rate": accepted / seconds, "accepted": accepted, "sent": len(latencies), "latencies": latencies}
+    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {
+        "rate": accepted / seconds,
+        "accepted": accepted,
+        "sent": len(latencies),
+        "latencies": latencies,
+        "client_cpu_ms": client_cpu * 1000 / max(len(latencies), 1),
+        "window": window,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,6 +204,48 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> float:
+    """CPU time used so far by the PostgreSQL processes running now (its backends and helpers)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    text = stat.read()
+            except OSError:
+                continue
+            if text[text.index("(") + 1 : text.rindex(")")] == "postgres":
+                fields = text.rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def handled_within(port: int, seconds: str) -> tuple[float, float]:
+    """The intake's ``archiver_intake_request_seconds`` so far: requests within ``seconds`` (a
+    bucket bound), and all requests."""
+    within = total = 0.0
+    for line in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
+        if line.startswith("archiver_intake_request_seconds_bucket") and 'provider="bandwidth"' in line:
+            if f'le="{seconds}"' in line:
+                within = float(line.rsplit(" ", 1)[1])
+            elif 'le="+Inf"' in line:
+                total = float(line.rsplit(" ", 1)[1])
+    return within, total
+
+
+def open_phase(url: str, pid: int, rate: float, run: str, metrics_port: int) -> dict[str, Any]:
+    """The open loop at ``rate``, with where the machine's CPU went per request and the share of
+    requests the intake's handler answered within 50 ms (its own latency histogram)."""
+    cpu, pg_cpu, handled = cpu_seconds(pid), postgres_cpu_seconds(), handled_within(metrics_port, "0.05")
+    result = load("open", url, SECONDS, rate, run, HIGH)
+    sent = max(result["sent"], 1)
+    result["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / sent
+    result["postgres_cpu_ms"] = (postgres_cpu_seconds() - pg_cpu) * 1000 / sent
+    after = handled_within(metrics_port, "0.05")
+    result["handled_50ms"] = (after[0] - handled[0]) / max(after[1] - handled[1], 1)
+    return result
 
 
 def batch_metrics(port: int) -> tuple[float, float]:
@@ -252,7 +307,7 @@ def measure(
             intake_runs[per_process] = closed_phase(
                 intake_url, intake.proc.pid, per_process, f"closed{per_process}", intake_port
             )
-        paced = load("open", intake_url, SECONDS, bare_runs[HIGH]["rate"] / 2, "open", HIGH)
+        paced = open_phase(intake_url, intake.proc.pid, bare_runs[HIGH]["rate"] / 2, "open", intake_port)
         # The same schedule against the bare endpoint: the latency the machine and the load
         # generators add by themselves.
         paced_bare = load("open", bare_url, SECONDS, bare_runs[HIGH]["rate"] / 2, "open-bare", HIGH)
@@ -295,6 +350,8 @@ def main() -> None:
     accepted = sum(r["accepted"] for r in intake_runs.values()) + paced["accepted"]
     p50, p99 = pct(paced["latencies"], 50), pct(paced["latencies"], 99)
     bare_p50, bare_p99 = pct(paced_bare["latencies"], 50), pct(paced_bare["latencies"], 99)
+    per_request = paced["client_cpu_ms"] + paced["cpu_ms"] + paced["postgres_cpu_ms"]
+    busy = per_request / 1000 * paced["sent"] / paced["window"] / CORES
     for per_process in (LOW, HIGH):
         bare, intake = bare_runs[per_process], intake_runs[per_process]
         print(
@@ -304,6 +361,11 @@ def main() -> None:
     print(
         f"at {half:.0f}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms (bare: {bare_p50:.1f} / {bare_p99:.1f} ms); "
         f"accepted {accepted}, stored {stored}"
+    )
+    print(
+        f"  handler within 50 ms: {paced['handled_50ms']:.1%}; CPU per request: load generators "
+        f"{paced['client_cpu_ms']:.2f} ms, intake {paced['cpu_ms']:.2f} ms, PostgreSQL "
+        f"{paced['postgres_cpu_ms']:.2f} ms ({busy:.0%} of {CORES} cores)"
     )
     write_section(
         "Intake throughput and latency",
@@ -330,6 +392,12 @@ At half the bare endpoint's rate with {PROCESSES * HIGH} connections ({half:.0f}
 p50 {p50:.1f} ms, p99 {p99:.1f} ms (target p99 < 50 ms); {paced["accepted"]} of {paced["sent"]} answered 204.
 The bare endpoint on the same schedule, for the latency the machine and the load generators add
 themselves: p50 {bare_p50:.1f} ms, p99 {bare_p99:.1f} ms.
+The intake's handler (from the request reaching the application to its answer,
+`archiver_intake_request_seconds`) answered {paced["handled_50ms"]:.1%} of these within 50 ms: beyond
+that, the clients' latency is time before the handler (requests waiting to be read) and in the
+load generators, which share the machine. CPU per request in this phase: load generators
+{paced["client_cpu_ms"]:.2f} ms, intake {paced["cpu_ms"]:.2f} ms, PostgreSQL {paced["postgres_cpu_ms"]:.2f} ms;
+{busy:.0%} of the machine's {CORES} cores from the phase's start to its last answer.
 
 Events answered 204: {accepted}; in the database afterwards: {stored}.
 """,
