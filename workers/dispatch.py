@@ -27,8 +27,10 @@ class CeleryDispatcher:
     def __init__(self, app: Celery) -> None:
         self._app = app
 
-    def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None:
-        self._send(StepMessage(step, item_id, ref, queue))
+    def enqueue(
+        self, step: Step, item_id: int, ref: str, queue: str | None = None, countdown: float | None = None
+    ) -> None:
+        self._send(StepMessage(step, item_id, ref, queue), countdown=countdown)
 
     def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
         """One producer and one Redis pipeline for all of them (kombu's ``Producer.batch``): a
@@ -39,13 +41,14 @@ class CeleryDispatcher:
             for message in messages:
                 self._send(message, producer)
 
-    def _send(self, message: StepMessage, producer: Any = None) -> None:
+    def _send(self, message: StepMessage, producer: Any = None, countdown: float | None = None) -> None:
         self._app.send_task(
             TASK_NAMES[message.step],
             args=[message.item_id],
             kwargs={"ref": message.ref},
             queue=message.queue or QUEUES[message.step],
             producer=producer,
+            countdown=countdown,
             # What Celery's saferepr would show in Flower, without its walk over the arguments.
             argsrepr=f"[{message.item_id}]",
             kwargsrepr=f"{{'ref': {message.ref!r}}}",

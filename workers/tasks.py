@@ -96,11 +96,8 @@ class StepTask(Task):  # type: ignore[type-arg]
             shown[next_step.value] = {"outcome": next_result.outcome.value, "detail": next_result.detail}
             if next_result.outcome is Outcome.RETRY:
                 try:
-                    self.app.send_task(
-                        TASK_NAMES[next_step],
-                        args=[item_id],
-                        kwargs={"ref": ref},
-                        countdown=next_result.countdown,
+                    pipeline_context().dispatcher.enqueue(
+                        next_step, item_id, ref, countdown=next_result.countdown
                     )
                 except Exception:  # the item is due in the database: the sweeper sends it
                     log.exception("%s: could not send the %s retry", ref, next_step.value)

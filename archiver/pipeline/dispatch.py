@@ -108,7 +108,11 @@ def relay_messages(dispatcher: Dispatcher, handed_over: Sequence[object]) -> int
 class Dispatcher(Protocol):
     """Sends a step's message to the workers. Called only after the transaction has committed."""
 
-    def enqueue(self, step: Step, item_id: int, ref: str, queue: str | None = None) -> None: ...
+    def enqueue(
+        self, step: Step, item_id: int, ref: str, queue: str | None = None, countdown: float | None = None
+    ) -> None:
+        """``countdown``: a short wait (at most ``ARCHIVER_MAX_COUNTDOWN_SECONDS``), never a long one."""
+        ...
 
     def enqueue_many(self, messages: Sequence[StepMessage]) -> None:
         """Send several messages in as few broker round trips as the broker allows."""

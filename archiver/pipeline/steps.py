@@ -89,8 +89,7 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int, go_on: bool) -> St
         result = claim(uow.session, item_id, state, owner, ctx.clock.now(), ctx.settings.lease_seconds)
         if result.status is ClaimStatus.CLAIMED and step in VERIFYING_STEPS:
             # Read with the claim, in its transaction: the lease keeps them as they are.
-            of_item = select(ArchivedObject).where(ArchivedObject.item_id == item_id)
-            objects = list(uow.session.scalars(of_item))
+            objects = _objects_of(uow, item_id)
     if result.status is ClaimStatus.LEASED:
         countdown = min(result.lease_remaining + 1.0, ctx.settings.max_countdown_seconds)
         return StepResult(Outcome.BUSY, "leased by another worker", countdown)
@@ -118,6 +117,11 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int, go_on: bool) -> St
 
 
 GoOn = tuple[Step, ArchiveItem, list[ArchivedObject]]
+
+
+def _objects_of(uow: UnitOfWork, item_id: int) -> list[ArchivedObject]:
+    """The item's stored objects, read while its lease is held (what a verifying step checks)."""
+    return list(uow.session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id)))
 
 
 def _work(
@@ -154,11 +158,7 @@ def _work(
             # expires and the sweeper sends the message (nothing outstanding: enqueued_at empty).
             owned.due_at, owned.enqueued_at, owned.resends = now, None, 0
             owned.lease_expires_at = now + timedelta(seconds=ctx.settings.lease_seconds)
-            next_objects = (
-                list(uow.session.scalars(select(ArchivedObject).where(ArchivedObject.item_id == item_id)))
-                if done.next_step in VERIFYING_STEPS
-                else []
-            )
+            next_objects = _objects_of(uow, item_id) if done.next_step in VERIFYING_STEPS else []
             then = (done.next_step, owned, next_objects)
         else:
             release(owned)
