@@ -73,3 +73,29 @@ def test_losing_redis_mid_poll_leaves_the_consumer_able_to_reconnect(tmp_path):
         again.close()
     finally:
         redis_server.stop()
+
+
+def test_a_channel_publishes_through_one_client_until_its_pool_changes(tmp_path):
+    redis_server = PrivateRedis(tmp_path).start()
+    try:
+        connection = celery_connection(redis_server.url(0))
+        channel = connection.default_channel
+        with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:
+            assert first is second  # not a new redis.Redis (and its callback table) per message
+            assert first.connection_pool is channel.pool
+        given = object()
+        with channel.conn_or_acquire(given) as passed:
+            assert passed is given
+        with connection.Producer() as producer:
+            for n in range(3):
+                producer.publish({"n": n}, exchange=TASKS.exchange, routing_key="t", declare=[TASKS])
+        assert channel.client.llen(TASKS.name) == 3  # published, through the one client
+
+        channel._pool = None  # as kombu leaves it after closing its connections
+        with channel.conn_or_acquire() as after:
+            assert after is not first
+            assert after.connection_pool is channel.pool
+            assert after.llen(TASKS.name) == 3
+        connection.release()
+    finally:
+        redis_server.stop()
