@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -59,12 +60,18 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
 def measured(metrics: IntakeMetrics, provider: str, handler: Handler) -> Handler:
     """Count and time every answer of ``handler``, refusals by their reason."""
 
+    latency = metrics.latency.labels(provider)
+    answered: dict[int, Any] = {}  # each status's counter: labels() takes a lock and builds a key
+
     async def wrapper(request: Request) -> Response:
         started = time.perf_counter()
         with log_context(provider=provider):
             response = await handler(request)
-        metrics.latency.labels(provider).observe(time.perf_counter() - started)
-        metrics.requests.labels(provider, str(response.status_code)).inc()
+        latency.observe(time.perf_counter() - started)
+        status = response.status_code
+        if status not in answered:
+            answered[status] = metrics.requests.labels(provider, str(status))
+        answered[status].inc()
         if isinstance(response, ErrorResponse):
             metrics.rejected.labels(provider, response.code).inc()
         return response
@@ -170,6 +177,8 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
         return await store(event)
 
+    accepted: dict[tuple[str, str, str], Any] = {}
+
     async def store(event: AcceptedEvent) -> Response:
         """Commit the event and its item (with the events of concurrent requests), then answer:
         durable before the 2xx."""
@@ -179,9 +188,15 @@ def create_app(ctx: PipelineContext) -> Starlette:
             # Not stored, so not acknowledged: the provider may deliver it again.
             log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)
             return error(503, "unavailable", "the archive database is unavailable; try again")
-        metrics.accepted.labels(event.provider, event.event_type, recorded.value).inc()
-        with log_context(item_id=item_id, call_id=event.item.call_id if event.item else None):
-            log.info("%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id)
+        counted = (event.provider, event.event_type, recorded.value)  # event types: a known set
+        if counted not in accepted:
+            accepted[counted] = metrics.accepted.labels(*counted)
+        accepted[counted].inc()
+        if log.isEnabledFor(logging.INFO):
+            with log_context(item_id=item_id, call_id=event.item.call_id if event.item else None):
+                log.info(
+                    "%s %s event %s (item %s)", event.provider, event.event_type, recorded.value, item_id
+                )
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
     async def twilio_webhook(request: Request) -> Response:
