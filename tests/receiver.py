@@ -4,6 +4,7 @@ peer for simulator tests)."""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -24,6 +25,9 @@ class Receiver:
     server: ThreadingHTTPServer
     requests: list[Received] = field(default_factory=list)
     status: int = 204
+    #: Seconds to wait before reading a request (a slow peer), and the paths of requests begun.
+    delay: float = 0.0
+    begun: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -31,7 +35,9 @@ class Receiver:
 
     def clear(self) -> None:
         self.requests.clear()
+        self.begun.clear()
         self.status = 204
+        self.delay = 0.0
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -43,6 +49,8 @@ def start_receiver() -> Receiver:
 
     class Handler(BaseHTTPRequestHandler):
         def _record(self) -> None:
+            holder["r"].begun.append(self.path)
+            time.sleep(holder["r"].delay)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)

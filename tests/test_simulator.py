@@ -370,6 +370,21 @@ def test_twilio_media_is_downloadable_from_media_url(sim):
     assert forged.status_code == 404
 
 
+def test_a_reset_waits_for_the_callbacks_already_on_their_way(sim):
+    """A callback that fell due before a reset arrives before the reset returns, not in the next
+    test's receiver (seen in CI: a Twilio callback in a Bandwidth test on a slow machine)."""
+    sim.receiver.delay = 1.0
+    sim.admin.client.post(
+        "/admin/twilio/transcripts", json={"count": 1, "queued_seconds": 0, "processing_seconds": 0}
+    )
+    wait_for(lambda: sim.receiver.begun, timeout=10)  # the background tick is delivering it
+    sim.admin.reset()
+    assert [r.path for r in sim.receiver.requests] == ["/twilio"]  # delivered before the reset ended
+    sim.receiver.clear()
+    time.sleep(1.5)
+    assert sim.receiver.requests == []
+
+
 # --- Bandwidth webhooks ------------------------------------------------------------------------------
 
 
@@ -519,12 +534,14 @@ def test_per_account_rate_limit_token_bucket(sim):
         "/admin/rate-limits", json={"limits": {f"bandwidth:{sim.account}": {"rate": 5, "burst": 5}}}
     )
     statuses, headers = [], []
+    started = time.monotonic()
     for _ in range(20):
         response = sim.bandwidth.get(f"/accounts/{sim.account}/recordings")
         statuses.append(response.status_code)
         headers.append(response.headers.get("retry-after"))
-    assert 5 <= statuses.count(200) <= 7
-    assert statuses.count(429) >= 13
+    refilled = 5 * (time.monotonic() - started)  # tokens added meanwhile (a slow machine adds more)
+    assert 5 <= statuses.count(200) <= 5 + int(refilled) + 1
+    assert statuses.count(429) >= 20 - 5 - int(refilled) - 1
     assert all(h == "1" for h, s in zip(headers, statuses, strict=True) if s == 429)
     other = sim.bandwidth.get("/accounts/1234/recordings")  # another account has its own budget
     assert other.status_code == 200

@@ -104,7 +104,15 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
 
     # --- simulated time: what becomes due --------------------------------------------------------
 
+    #: Held while a tick claims and delivers what became due, and by ``/admin/reset``: a reset
+    #: waits for the callbacks already on their way, so none of them arrives after it.
+    delivering = asyncio.Lock()
+
     async def tick() -> dict[str, int]:
+        async with delivering:
+            return await _deliver_due()
+
+    async def _deliver_due() -> dict[str, int]:
         now = world.clock.now()
         delivered = {"transcription_available": 0, "twilio_transcript_available": 0}
         due_recordings = [
@@ -120,8 +128,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         ]
         if not due_recordings and not due_transcripts:
             return delivered
-        # Claimed before the first await: ticks overlap (the background loop and /admin/tick), and
-        # each callback must go out once.
+        # Claimed before the first await: each callback goes out once, whichever tick (the
+        # background loop's or /admin/tick) finds it.
         for recording in due_recordings:
             assert recording.transcription is not None
             recording.transcription.notified = True
@@ -225,9 +233,10 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         return resource.deletion_state(world.clock.now())
 
     async def reset(_request: Request, body: dict[str, Any]) -> Response:
-        world.reset(body.get("seed"))
-        fault_state.clear()
-        config.drop_callbacks = False
+        async with delivering:
+            world.reset(body.get("seed"))
+            fault_state.clear()
+            config.drop_callbacks = False
         return JSONResponse({"ok": True})
 
     async def create_realtime(_request: Request, body: dict[str, Any]) -> Response:
