@@ -23,6 +23,8 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,6 +37,8 @@ from archiver.ids import InvalidId, validate
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_BACKFILL
 from archiver.pipeline.events import Action, AnnouncedItem, get_or_create_item
+from archiver.providers.errors import ProviderError
+from archiver.providers.http import ProviderHttp
 from archiver.timestamps import parse_timestamp
 
 log = logging.getLogger(__name__)
@@ -303,7 +307,7 @@ def _commit_progress(
     checkpoint: Any,
     *,
     windows_done: int = 0,
-    requests: int = 1,
+    requests: int = 0,
     truncated: list[list[int]] | None = None,
     done: bool = False,
 ) -> bool:
@@ -318,6 +322,9 @@ def _commit_progress(
             .with_for_update()
         ).one_or_none()
         if run is None or run.state != BackfillState.RUNNING:
+            # Superseded (the lease expired and another worker took the run) or paused: the
+            # progress is not ours to commit, but the request was made and counts.
+            _count_requests(session, run_id, requests)
             return False
         new = known = 0
         for announced in found:
@@ -361,6 +368,47 @@ def _commit_progress(
     return not done
 
 
+def _count_requests(session: Any, run_id: int, requests: int) -> None:
+    if requests:
+        session.execute(
+            update(BackfillRun)
+            .where(BackfillRun.id == run_id)
+            .values(list_requests=BackfillRun.list_requests + requests)
+        )
+
+
+class _Answered:
+    """How many responses a provider client received between this being made and :meth:`stop`."""
+
+    def __init__(self, client: ProviderHttp) -> None:
+        self._client, self._start = client, client.answered
+        self._stopped: int | None = None
+
+    def stop(self) -> None:
+        self._stopped = self._client.answered
+
+    @property
+    def count(self) -> int:
+        end = self._client.answered if self._stopped is None else self._stopped
+        return end - self._start
+
+
+@contextmanager
+def _list_request(ctx: PipelineContext, run_id: int, client: ProviderHttp) -> Iterator[_Answered]:
+    """Counts the list requests the provider answered, retries in place and errors (a 429, a 5xx)
+    included, as the provider counts them; one that never got an answer (a timeout, a refused
+    connection, the shared budget spent) is not counted. A failed request is counted at once."""
+    answered = _Answered(client)
+    try:
+        yield answered
+        answered.stop()  # what the caller sends next (realtime listings) is not a list request
+    except ProviderError:
+        if answered.count:
+            with ctx.db.transaction() as uow:
+                _count_requests(uow.session, run_id, answered.count)
+        raise
+
+
 def _load(ctx: PipelineContext, run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """The run's scope (account or Service), parameters and checkpoint."""
     with ctx.db.sessionmaker() as session:
@@ -400,9 +448,10 @@ def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     if not windows:
         return _commit_progress(ctx, run_id, owner, [], checkpoint, requests=0, done=True)
     since, until = windows.pop()
-    page = ctx.bandwidth.list_recordings(
-        account, ms_iso(since), ms_iso(until), to=params.get("to"), from_=params.get("from")
-    )
+    with _list_request(ctx, run_id, ctx.bandwidth) as answered:
+        page = ctx.bandwidth.list_recordings(
+            account, ms_iso(since), ms_iso(until), to=params.get("to"), from_=params.get("from")
+        )
     starts = [
         to_ms(parse_timestamp(r.get("startTime")) or datetime.fromtimestamp(since / 1000, UTC)) for r in page
     ]
@@ -460,6 +509,7 @@ def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
         found,
         checkpoint,
         windows_done=finished_window,
+        requests=answered.count,
         truncated=truncated,
         done=not windows,
     )
@@ -470,7 +520,8 @@ def _twilio_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     query = {"ServiceSid": service, "PageSize": "1000", "AfterDateCreated": params["since"]}
     if params.get("until"):
         query["BeforeDateCreated"] = params["until"]
-    items, next_url = ctx.twilio.transcript_page(checkpoint.get("next_url"), query)
+    with _list_request(ctx, run_id, ctx.twilio) as answered:
+        items, next_url = ctx.twilio.transcript_page(checkpoint.get("next_url"), query)
     found = []
     for t in items:
         try:
@@ -481,4 +532,6 @@ def _twilio_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
         if t.get("status") == "completed":
             found.append(AnnouncedItem.twilio_transcript(account, sid))
     checkpoint = {"next_url": next_url, "started": True}
-    return _commit_progress(ctx, run_id, owner, found, checkpoint, windows_done=1, done=next_url is None)
+    return _commit_progress(
+        ctx, run_id, owner, found, checkpoint, windows_done=1, requests=answered.count, done=next_url is None
+    )

@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 
+from archiver.config import Settings
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, TranscriptSegment, WebhookEvent
 from archiver.db.session import Database
+from archiver.devstack import LocalStack
+from archiver.pipeline.context import PipelineContext
 from tests.conftest import wait_for
+from workers.celery_app import create_celery_app
+from workers.dispatch import CeleryDispatcher
+
+#: The broker of in-process contexts: not the session worker's, so nothing they send is worked on.
+SPARE_BROKER = "redis://127.0.0.1:6379/8"
+
+
+class ShiftedClock:
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+def in_process_context(stack: LocalStack, db: Database, **overrides: Any) -> PipelineContext:
+    """A pipeline context in the test process, configured as the stack's processes are, on ``db``,
+    with a clock the test can move (``ctx.clock.offset``)."""
+    env: dict[str, Any] = {
+        k.removeprefix("ARCHIVER_").lower(): v for k, v in stack.env().items() if k.startswith("ARCHIVER_")
+    }
+    env.update({"database_url": db.url, "broker_url": SPARE_BROKER, **overrides})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        os.environ.setdefault(key, stack.env()[key])
+    settings = Settings(**env)
+    dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
+    ctx = PipelineContext.from_settings(settings, dispatcher)
+    ctx.clock = ShiftedClock()
+    return ctx
 
 
 def item_by_provider_id(db: Database, provider_id: str) -> ArchiveItem | None:

@@ -7,16 +7,19 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from archiver.backfill import run_backfill, start_bandwidth_backfill
 from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, ItemState
+from archiver.providers.errors import RateLimited
 from archiver.supervisor import bin_path
 from tests.conftest import wait_for
-from tests.helpers import wait_state
+from tests.helpers import in_process_context, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -256,3 +259,66 @@ def test_realtime_transcriptions_of_the_calls_found_are_backfilled_and_runs_can_
         assert out.returncode == 2 and "is done" in out.stderr  # a finished run cannot be steered
     status = json.loads(archiver(stack, "backfill", "status", "--json").stdout)
     assert status[0]["id"] == final["id"] and status[0]["archived"] >= 3
+
+
+@pytest.fixture
+def counting_ctx(e2e, isolated_db):
+    """A dry run of the day's listing, worked on in this process (on a database of its own)."""
+    stack, simulator, _clock = e2e
+    populate(simulator, recordings=1500, realtime=0)
+    ctx = in_process_context(stack, isolated_db)
+    run = start_bandwidth_backfill(ctx, "9900000", T0, T0 + timedelta(days=1), realtime=False, dry_run=True)
+    yield ctx, simulator, run.id
+    ctx.close()
+
+
+def list_requests_counted(ctx, run_id):
+    with ctx.db.sessionmaker() as session:
+        return session.get(BackfillRun, run_id).list_requests
+
+
+def test_a_list_request_whose_progress_is_superseded_is_still_counted(counting_ctx):
+    """The lease lapsed during a slow list request and another worker took the run: the first
+    worker's page is not committed, but its request was made and counts."""
+    ctx, simulator, run_id = counting_ctx
+    simulator.set_faults(
+        {"status": 0, "latency_seconds": 1.5, "method": "GET", "path_contains": "/recordings"}
+    )
+
+    def take_over():
+        wait_for(lambda: list_requests(simulator), 10, "the list request under way")
+        with ctx.db.transaction() as uow:
+            uow.session.execute(
+                update(BackfillRun).where(BackfillRun.id == run_id).values(lease_owner="elsewhere:1:x")
+            )
+
+    thief = threading.Thread(target=take_over)
+    thief.start()
+    result = run_backfill(ctx, run_id, budget_seconds=30)
+    thief.join()
+    assert result.state == "running"  # nothing of the page was committed by this worker
+    with ctx.db.sessionmaker() as session:
+        run = session.get(BackfillRun, run_id)
+        assert (run.found, run.windows_done, run.lease_owner) == (0, 0, "elsewhere:1:x")
+    assert list_requests_counted(ctx, run_id) == len(list_requests(simulator)) == 1
+
+
+def test_a_list_request_answered_429_is_counted(counting_ctx):
+    ctx, simulator, run_id = counting_ctx
+    simulator.set_faults(
+        {"status": 429, "retry_after": 1, "count": 1, "method": "GET", "path_contains": "/recordings"}
+    )
+    with pytest.raises(RateLimited):
+        run_backfill(ctx, run_id, budget_seconds=30)
+    assert list_requests_counted(ctx, run_id) == len(list_requests(simulator)) == 1
+    assert run_backfill(ctx, run_id, budget_seconds=30).state == "done"
+    assert list_requests_counted(ctx, run_id) == len(list_requests(simulator)) == 3  # 1500: two pages
+
+
+def test_a_list_request_retried_in_place_after_a_503_counts_twice(counting_ctx):
+    ctx, simulator, run_id = counting_ctx
+    simulator.set_faults({"status": 503, "count": 1, "method": "GET", "path_contains": "/recordings"})
+    assert run_backfill(ctx, run_id, budget_seconds=30).state == "done"
+    statuses = [e["status"] for e in list_requests(simulator)]
+    assert statuses == [503, 200, 200]
+    assert list_requests_counted(ctx, run_id) == 3

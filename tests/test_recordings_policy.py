@@ -10,32 +10,19 @@ import os
 import subprocess
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 import redis
 
-from archiver.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
-from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_DELETIONS, Step
 from archiver.pipeline.events import record_event
 from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
 from archiver.supervisor import bin_path
 from tests.conftest import wait_for
-from tests.helpers import history, item_by_provider_id
-from workers.celery_app import create_celery_app
-from workers.dispatch import CeleryDispatcher
-
-SPARE_BROKER = "redis://127.0.0.1:6379/8"
-
-
-class ShiftedClock:
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id
 
 
 @pytest.fixture
@@ -48,22 +35,7 @@ def db(isolated_db):
 def local_ctx(e2e, db):
     stack, simulator, _clock = e2e
 
-    def make(**overrides):
-        env = {
-            k.removeprefix("ARCHIVER_").lower(): v
-            for k, v in stack.env().items()
-            if k.startswith("ARCHIVER_")
-        }
-        env.update({"database_url": db.url, "broker_url": SPARE_BROKER, **overrides})
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            os.environ.setdefault(key, stack.env()[key])
-        settings = Settings(**env)
-        dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
-        ctx = PipelineContext.from_settings(settings, dispatcher)
-        ctx.clock = ShiftedClock()
-        return ctx
-
-    return make, stack, simulator
+    return partial(in_process_context, stack, db), stack, simulator
 
 
 def announce_recording(ctx, stack, simulator, **options):

@@ -78,6 +78,8 @@ class ProviderHttp:
     #: are the provider's pacing, which the step's policy honours without counting an attempt.
     retries: int = 0
     retry_backoff: float = 0.5
+    #: Responses received, whatever their status (a backfill reports the requests it made).
+    answered: int = 0
 
     def _retry_delay(self, retry: int) -> float:
         """Full jitter, from ``retry_backoff`` doubling per retry, at most 4 s."""
@@ -126,6 +128,7 @@ class ProviderHttp:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        self.answered += 1
         self._on_response(response, url)
         if 200 <= response.status_code < 300:
             return response
