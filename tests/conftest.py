@@ -39,7 +39,9 @@ SECRETS = {
 
 #: Short waits, so that retries, leases and sweeps happen within a test.
 TEST_PIPELINE_ENV = {
-    "ARCHIVER_LEASE_SECONDS": "10",
+    # Short, so that a killed worker's item is taken again within a test; long enough that the
+    # step time limits (80 %/90 % of it) fit a 200 MiB recording on a slow, loaded machine.
+    "ARCHIVER_LEASE_SECONDS": "20",
     "ARCHIVER_MAX_ATTEMPTS": "5",
     "ARCHIVER_RETRY_BACKOFF_BASE_SECONDS": "0.3",
     "ARCHIVER_RETRY_BACKOFF_MAX_SECONDS": "2",
@@ -64,6 +66,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+def wait_while_progressing(
+    progress: Callable[[], int], target: int, stall: float, what: str, timeout: float = 1800.0
+) -> None:
+    """Wait until ``progress()`` reaches ``target``, failing only if it stops moving for ``stall``
+    seconds (or after ``timeout``): a slow machine is not a failure, a stuck pipeline is."""
+    deadline = time.monotonic() + timeout
+    last, moved = progress(), time.monotonic()
+    while last < target:
+        now = time.monotonic()
+        if now - moved > stall or now > deadline:
+            raise AssertionError(f"{what}: {last} of {target}, stuck for {now - moved:.0f}s")
+        time.sleep(0.5)
+        if (current := progress()) != last:
+            last, moved = current, time.monotonic()
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +228,7 @@ def e2e(
     clock.reset()
 
 
-def wait_until_quiet(database: Database, clock_offset: float, timeout: float = 20.0) -> None:
+def wait_until_quiet(database: Database, clock_offset: float, timeout: float = 40.0) -> None:
     """Let work a test started finish, so that it cannot act on the next test's simulator."""
     from datetime import UTC, datetime, timedelta
 

@@ -14,7 +14,7 @@ from celery import Celery
 
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.pipeline.dispatch import QUEUES, TASK_NAMES, Step
-from tests.conftest import wait_for
+from tests.conftest import TEST_PIPELINE_ENV, wait_for
 from tests.helpers import (
     count,
     events,
@@ -150,7 +150,7 @@ def test_same_task_delivered_three_times_archives_and_deletes_once(e2e, db):
             queue=QUEUES[Step.REQUEST_DELETION],
         )
     wait_state(db, tid, ItemState.DELETION_REQUESTED)
-    time.sleep(12)  # the duplicates wait out the lease, then find the step done
+    time.sleep(float(TEST_PIPELINE_ENV["ARCHIVER_LEASE_SECONDS"]) + 2)  # the duplicates wait out the lease
     assert len(simulator.audit(method="GET", path_contains=tid)) == 1
     assert len(simulator.audit(method="DELETE", path_contains=tid)) == 1
     archived = [h for h in history(db, item.id) if h.to_state == ItemState.ARCHIVED]
