@@ -282,12 +282,10 @@ def test_a_list_request_whose_progress_is_superseded_is_still_counted(counting_c
     """The lease lapsed during a slow list request and another worker took the run: the first
     worker's page is not committed, but its request was made and counts."""
     ctx, simulator, run_id = counting_ctx
-    simulator.set_faults(
-        {"status": 0, "latency_seconds": 1.5, "method": "GET", "path_contains": "/recordings"}
-    )
+    simulator.set_faults({"status": 0, "latency_seconds": 3, "method": "GET", "path_contains": "/recordings"})
 
-    def take_over():
-        wait_for(lambda: list_requests(simulator), 10, "the list request under way")
+    def take_over():  # once the run is claimed: its first list request is waiting out the latency
+        wait_for(lambda: run_row(ctx.db).lease_owner, 10, "the run claimed")
         with ctx.db.transaction() as uow:
             uow.session.execute(
                 update(BackfillRun).where(BackfillRun.id == run_id).values(lease_owner="elsewhere:1:x")
