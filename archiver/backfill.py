@@ -143,9 +143,10 @@ def start_twilio_backfill(
 
 
 def set_state(ctx: PipelineContext, run_id: int, state: BackfillState) -> BackfillRun:
-    """Pause, resume (RUNNING) or cancel a run."""
+    """Pause, resume (RUNNING) or cancel a run. The row is locked first: a worker committing the
+    run's last page at the same moment makes it done, and a pause must not then overwrite that."""
     with ctx.db.transaction() as uow:
-        run = uow.session.get(BackfillRun, run_id)
+        run = uow.session.get(BackfillRun, run_id, with_for_update=True)
         if run is None:
             raise BackfillError(f"no backfill run {run_id}")
         if run.state in DONE_STATES and state != run.state:

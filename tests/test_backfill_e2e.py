@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from archiver.backfill import run_backfill, start_bandwidth_backfill
-from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, ItemState
+from archiver.backfill import BackfillError, run_backfill, set_state, start_bandwidth_backfill
+from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, BackfillState, ItemState
 from archiver.providers.errors import RateLimited
 from archiver.supervisor import bin_path
 from tests.conftest import wait_for, wait_while_progressing
@@ -321,3 +321,27 @@ def test_a_list_request_retried_in_place_after_a_503_counts_twice(counting_ctx):
     statuses = [e["status"] for e in list_requests(simulator)]
     assert statuses == [503, 200, 200]
     assert list_requests_counted(ctx, run_id) == 3
+
+
+def test_a_pause_that_meets_the_last_page_being_committed_does_not_undo_done(counting_ctx):
+    """The worker holds the run's row while it commits its last page (the run becomes done); a
+    pause arriving meanwhile waits for that commit and is then refused, not written over it."""
+    ctx, _simulator, run_id = counting_ctx
+    outcome = {}
+    with ctx.db.transaction() as uow:  # what _commit_progress does with the last page
+        run = uow.session.get(BackfillRun, run_id, with_for_update=True)
+
+        def pause():
+            try:
+                outcome["run"] = set_state(ctx, run_id, BackfillState.PAUSED).state
+            except BackfillError as error:
+                outcome["error"] = str(error)
+
+        pausing = threading.Thread(target=pause)
+        pausing.start()
+        pausing.join(1.0)
+        assert pausing.is_alive()  # waiting for the row
+        run.state = BackfillState.DONE
+    pausing.join(10)
+    assert outcome == {"error": f"run {run_id} is done"}
+    assert run_row(ctx.db).state == BackfillState.DONE
