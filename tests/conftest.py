@@ -119,13 +119,24 @@ def db(postgres_url: str) -> Iterator[Database]:
     database.dispose()
 
 
-def truncate_all(database: Database) -> None:
-    with database.engine.begin() as connection:
-        connection.execute(
-            text(
-                "TRUNCATE webhook_events, transcript_segments, item_history, archived_objects, archive_items, backfill_runs CASCADE"
-            )
-        )
+def truncate_all(database: Database, attempts: int = 5) -> None:
+    """Empty the tables. A worker still finishing an earlier test's items can deadlock with the
+    TRUNCATE (seen in CI after a failed test): PostgreSQL aborts one side, and this tries again."""
+    from sqlalchemy.exc import OperationalError
+
+    for attempt in range(attempts):
+        try:
+            with database.engine.begin() as connection:
+                connection.execute(
+                    text(
+                        "TRUNCATE webhook_events, transcript_segments, item_history, archived_objects, archive_items, backfill_runs CASCADE"
+                    )
+                )
+            return
+        except OperationalError as error:
+            if attempt == attempts - 1 or "deadlock" not in str(error):
+                raise
+            time.sleep(1.0)
 
 
 @pytest.fixture(scope="session")
