@@ -31,6 +31,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from archiver.db.models import ArchiveItem, ArtifactKind, BackfillRun, BackfillState, ItemState, Provider
 from archiver.ids import InvalidId, validate
@@ -369,7 +370,7 @@ def _commit_progress(
     return not done
 
 
-def _count_requests(session: Any, run_id: int, requests: int) -> None:
+def _count_requests(session: Session, run_id: int, requests: int) -> None:
     if requests:
         session.execute(
             update(BackfillRun)
@@ -378,20 +379,11 @@ def _count_requests(session: Any, run_id: int, requests: int) -> None:
         )
 
 
+@dataclass
 class _Answered:
-    """How many responses a provider client received between this being made and :meth:`stop`."""
+    """How many responses the provider client received during a list request (set at its end)."""
 
-    def __init__(self, client: ProviderHttp) -> None:
-        self._client, self._start = client, client.answered
-        self._stopped: int | None = None
-
-    def stop(self) -> None:
-        self._stopped = self._client.answered
-
-    @property
-    def count(self) -> int:
-        end = self._client.answered if self._stopped is None else self._stopped
-        return end - self._start
+    count: int = 0
 
 
 @contextmanager
@@ -399,15 +391,16 @@ def _list_request(ctx: PipelineContext, run_id: int, client: ProviderHttp) -> It
     """Counts the list requests the provider answered, retries in place and errors (a 429, a 5xx)
     included, as the provider counts them; one that never got an answer (a timeout, a refused
     connection, the shared budget spent) is not counted. A failed request is counted at once."""
-    answered = _Answered(client)
+    start, answered = client.answered, _Answered()
     try:
         yield answered
-        answered.stop()  # what the caller sends next (realtime listings) is not a list request
     except ProviderError:
+        answered.count = client.answered - start
         if answered.count:
             with ctx.db.transaction() as uow:
                 _count_requests(uow.session, run_id, answered.count)
         raise
+    answered.count = client.answered - start
 
 
 def _load(ctx: PipelineContext, run_id: int) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
@@ -61,17 +61,15 @@ def measured(metrics: IntakeMetrics, provider: str, handler: Handler) -> Handler
     """Count and time every answer of ``handler``, refusals by their reason."""
 
     latency = metrics.latency.labels(provider)
-    answered: dict[int, Any] = {}  # each status's counter: labels() takes a lock and builds a key
+    # Each status's counter, made once: labels() takes a lock and builds a key on every call.
+    answered = functools.cache(functools.partial(metrics.requests.labels, provider))
 
     async def wrapper(request: Request) -> Response:
         started = time.perf_counter()
         with log_context(provider=provider):
             response = await handler(request)
         latency.observe(time.perf_counter() - started)
-        status = response.status_code
-        if status not in answered:
-            answered[status] = metrics.requests.labels(provider, str(status))
-        answered[status].inc()
+        answered(str(response.status_code)).inc()
         if isinstance(response, ErrorResponse):
             metrics.rejected.labels(provider, response.code).inc()
         return response
@@ -177,7 +175,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
         return await store(event)
 
-    accepted: dict[tuple[str, str, str], Any] = {}
+    accepted = functools.cache(metrics.accepted.labels)  # provider, event type, outcome: a known set
 
     async def store(event: AcceptedEvent) -> Response:
         """Commit the event and its item (with the events of concurrent requests), then answer:
@@ -188,10 +186,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
             # Not stored, so not acknowledged: the provider may deliver it again.
             log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)
             return error(503, "unavailable", "the archive database is unavailable; try again")
-        counted = (event.provider, event.event_type, recorded.value)  # event types: a known set
-        if counted not in accepted:
-            accepted[counted] = metrics.accepted.labels(*counted)
-        accepted[counted].inc()
+        accepted(event.provider, event.event_type, recorded.value).inc()
         if log.isEnabledFor(logging.INFO):
             with log_context(item_id=item_id, call_id=event.item.call_id if event.item else None):
                 log.info(
