@@ -498,6 +498,11 @@ _SETTINGS = Settings(database_url="sqlite://")
 RELAY_MIN, WRITERS = _SETTINGS.intake_relay_min_messages, _SETTINGS.intake_writers
 
 
+def round_rates(bare: dict[str, Any], intake: dict[str, Any]) -> str:
+    """Each round's rates, bare / intake: how much the rounds of one phase agree."""
+    return ", ".join(f"{b:.0f} / {i:.0f}" for b, i in zip(bare["rounds"], intake["rounds"], strict=True))
+
+
 def main() -> None:
     with scratch_database() as database_url:
         bare_runs, intake_runs, paced, paced_bare, stored = measure(database_url)
@@ -516,7 +521,7 @@ def main() -> None:
         print(
             f"{PROCESSES * per_process} connections: bare {bare['rate']:.0f}/s, intake {intake['rate']:.0f}/s "
             f"(ratio {intake['rate'] / bare['rate']:.2f}, {intake['batch']:.1f} events per commit); rounds: "
-            + ", ".join(f"{b:.0f}/{i:.0f}" for b, i in zip(bare["rounds"], intake["rounds"], strict=True))
+            + round_rates(bare, intake)
         )
     print(
         f"at {half:.0f}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms (bare: {bare_p50:.1f} / {bare_p99:.1f} ms); "
@@ -541,7 +546,7 @@ separate processes, each with keep-alive httpx connections sending one request a
 `realTimeTranscriptionAvailable` events. Closed loops at two
 concurrencies: one connection per load process, and {HIGH}, which keeps both servers busy (the
 sustained rate the target is about; {ROUNDS} alternated pairs of phases, taken together:
-{", ".join(f"{b:.0f} / {i:.0f}" for b, i in zip(bare_runs[HIGH]["rounds"], intake_runs[HIGH]["rounds"], strict=True))} requests/s). No worker runs: a batch of {RELAY_MIN} or more events hands
+{round_rates(bare_runs[HIGH], intake_runs[HIGH])} requests/s). No worker runs: a batch of {RELAY_MIN} or more events hands
 its items' messages to a worker in one relay message, so publishing them one by one is a worker's
 CPU, not counted here; smaller batches publish directly, counted.
 
