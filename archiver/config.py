@@ -7,6 +7,7 @@ credentials, while the worker refuses to start without them, naming the missing 
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from typing import Literal
@@ -103,6 +104,14 @@ class Settings(BaseSettings):
     #: Bandwidth keeps recordings this long; items not archived within the margin are at risk.
     retention_days: float = Field(default=30, gt=0)
     retention_margin_days: float = Field(default=7, ge=0)
+    #: Media of a known length up to this many bytes is spooled to a temporary file while hashed,
+    #: checked, then stored with one PutObject carrying its SHA-256 (S3's limit for one PutObject is
+    #: 5 GiB). Longer media, media of unknown length, or too little free disk: streamed in parts. 0: never
+    #: spool (no local disk used).
+    media_spool_max_bytes: int = Field(default=5 * 1024**3, ge=0, le=5 * 1024**3)
+    #: Where media is spooled (default: the system's temporary directory). Files are unlinked as
+    #: they are created: nothing is left behind, even by a killed worker.
+    media_spool_dir: str | None = None
     #: S3 multipart part size and parallel part uploads for media (memory: (concurrency + 1) parts).
     s3_multipart_chunk_bytes: int = Field(default=5 * 1024 * 1024, ge=5 * 1024 * 1024)
     s3_max_concurrency: int = Field(default=4, ge=1, le=32)
@@ -186,6 +195,13 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
             raise ValueError("must be an http(s) URL without query or fragment")
         return value.rstrip("/")
+
+    @field_validator("media_spool_dir")
+    @classmethod
+    def _existing_directory(cls, value: str | None) -> str | None:
+        if value is not None and not os.path.isdir(value):
+            raise ValueError("must be an existing directory")
+        return value
 
     @field_validator("s3_prefix")
     @classmethod

@@ -1,13 +1,23 @@
-"""Streaming media into S3: hash the download and upload it in parts while it arrives.
+"""Media into S3, checked before it is stored, with memory bounded whatever its size.
 
-SHA-256 and the full-object CRC32 are computed over the stream as it arrives. Each part
-(``chunk_bytes``) is handed to a worker thread as soon as it is complete, which computes its CRC32
-and uploads it, so downloading and uploading overlap. A part's bytes are kept until S3 has them
-(botocore retries them), and at most ``max_concurrency + 1`` parts exist at once: when they do, the
-download waits (TCP backpressure), so memory is bounded whatever the media's size, and no disk is
-used. Only when the whole body has arrived and passed its checks (Content-Length, container
-structure) is the multipart upload completed, with the full-object CRC32 that S3 verifies;
-otherwise it is aborted and nothing is stored.
+Two ways, chosen per object by :func:`new_media_upload`:
+
+* **Spooled** (media of a known length up to ``media_spool_max_bytes``, by default 5 GiB, S3's limit
+  for one PutObject): the download is written to an unlinked temporary file while its SHA-256 is
+  computed. Once the whole body has arrived and passed its checks (Content-Length, container
+  structure) it is sent with one PutObject carrying that SHA-256 as its full-object checksum, which
+  S3 verifies and reports back. A failed PUT is retried from the file, not from the provider.
+* **In parts** (longer media, media of unknown length, or a disk without room for it): SHA-256 and
+  the full-object CRC32 are computed over the stream as it arrives. Each part (``chunk_bytes``) is
+  handed to a worker thread as soon as it is complete, which computes its CRC32 and uploads it, so
+  downloading and uploading overlap. A part's bytes are kept until S3 has them (botocore retries
+  them), and at most ``max_concurrency + 1`` parts exist at once: when they do, the download waits
+  (TCP backpressure), and no disk is used. Only when the body has passed its checks is the multipart
+  upload completed, with the full-object CRC32 that S3 verifies; otherwise it is aborted.
+
+Either way nothing is stored unless the body is whole. Spooling is the default because it lets S3
+verify the SHA-256 itself (a multipart full-object checksum can only be a CRC), and because it was
+the faster of the two against the S3 server the tests and benchmarks use (``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -15,10 +25,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import shutil
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archiver.media import HEADER_BYTES, MediaInvalid, validate_container
@@ -26,6 +39,8 @@ from archiver.storage import StoredObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from archiver.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,40 +60,110 @@ def part_size_for(expected_length: int | None, configured: int) -> int:
     return max(configured, -(-expected_length // MAX_PARTS))
 
 
-class MediaUpload:
-    def __init__(
-        self,
-        client: S3Client,
-        bucket: str,
-        key: str,
-        *,
-        content_type: str,
-        metadata: dict[str, str],
-        chunk_bytes: int,
-        max_concurrency: int,
-    ) -> None:
-        self.client, self.bucket, self.key = client, bucket, key
-        self.content_type, self.metadata = content_type, metadata
+#: Spool only if this much disk stays free once the media is written (other spools, logs, the OS).
+SPOOL_FREE_RESERVE_BYTES = 512 * 1024 * 1024
+
+
+def spool_fits(expected_length: int | None, max_bytes: int, free_bytes: int) -> bool:
+    """Whether media of this declared length is spooled: known, within the limit, and room on disk."""
+    return (
+        expected_length is not None
+        and expected_length <= max_bytes
+        and free_bytes - expected_length >= SPOOL_FREE_RESERVE_BYTES
+    )
+
+
+@dataclass(frozen=True)
+class MediaTarget:
+    """Where the media goes, and what the object says of itself."""
+
+    client: S3Client
+    bucket: str
+    key: str
+    content_type: str
+    metadata: dict[str, str]
+
+
+class _CheckedBody:
+    """What either upload learns of the body as it arrives: its SHA-256, length and first bytes."""
+
+    def __init__(self, target: MediaTarget) -> None:
+        self.client, self.bucket, self.key = target.client, target.bucket, target.key
+        self.content_type, self.metadata = target.content_type, target.metadata
+        self._sha256 = hashlib.sha256()
+        self.size = 0
+        self._header = bytearray()
+
+    def _receive(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        if len(self._header) < HEADER_BYTES:
+            self._header += chunk[: HEADER_BYTES - len(self._header)]
+        self.size += len(chunk)
+
+    def _check(self, expected_length: int | None, file_format: str | None, channels: int | None) -> None:
+        """Raise :class:`MediaInvalid` unless the body is whole and of the declared format."""
+        if expected_length is not None and self.size != expected_length:
+            raise MediaInvalid(f"received {self.size} bytes, Content-Length said {expected_length}")
+        if file_format is not None:
+            validate_container(bytes(self._header), self.size, file_format, channels)
+
+
+class SpooledUpload(_CheckedBody):
+    """The body goes to an unlinked temporary file, then, checked, to S3 in one PutObject."""
+
+    def __init__(self, target: MediaTarget, *, directory: str | None) -> None:
+        super().__init__(target)
+        # Closed by close(), which upload_media always calls.
+        self._file = tempfile.TemporaryFile(dir=directory, prefix="archiver-media-")  # noqa: SIM115
+
+    def write(self, chunk: bytes) -> None:
+        self._receive(chunk)
+        self._file.write(chunk)
+
+    def finish(
+        self, *, expected_length: int | None, file_format: str | None, channels: int | None
+    ) -> StoredObject:
+        """Check the body, then store it with its SHA-256; raise (and store nothing) if anything is off."""
+        self._check(expected_length, file_format, channels)
+        digest = self._sha256.digest()
+        checksum = base64.b64encode(digest).decode("ascii")
+        self._file.flush()
+        self._file.seek(0)
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self.key,
+            Body=self._file,  # type: ignore[arg-type]  # a binary file, as botocore takes
+            ContentLength=self.size,
+            ContentType=self.content_type,
+            Metadata={"sha256": digest.hex(), **self.metadata},
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=checksum,
+        )
+        return StoredObject(self.bucket, self.key, self.size, digest.hex(), f"sha256:{checksum}")
+
+    def close(self, *, success: bool) -> None:
+        self._file.close()  # already unlinked: closing frees the disk
+
+
+class MultipartUpload(_CheckedBody):
+    """The body goes to S3 in parts as it arrives; the upload is completed once it is checked."""
+
+    def __init__(self, target: MediaTarget, *, chunk_bytes: int, max_concurrency: int) -> None:
+        super().__init__(target)
         self.chunk_bytes = chunk_bytes
         self._executor = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="s3-part")
         self._slots = threading.BoundedSemaphore(max_concurrency + 1)
         self._buffer = bytearray(chunk_bytes)
         self._fill = 0
-        self._sha256 = hashlib.sha256()
         self._crc = 0
-        self.size = 0
-        self._header = bytearray()
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
 
     # --- receiving -------------------------------------------------------------------------------
 
     def write(self, chunk: bytes) -> None:
-        self._sha256.update(chunk)
+        self._receive(chunk)
         self._crc = zlib.crc32(chunk, self._crc)
-        if len(self._header) < HEADER_BYTES:
-            self._header += chunk[: HEADER_BYTES - len(self._header)]
-        self.size += len(chunk)
         view = memoryview(chunk)
         while view:
             piece = view[: self.chunk_bytes - self._fill]
@@ -127,10 +212,7 @@ class MediaUpload:
         self, *, expected_length: int | None, file_format: str | None, channels: int | None
     ) -> StoredObject:
         """Check the body, then complete the upload; raise (and store nothing) if anything is off."""
-        if expected_length is not None and self.size != expected_length:
-            raise MediaInvalid(f"received {self.size} bytes, Content-Length said {expected_length}")
-        if file_format is not None:
-            validate_container(bytes(self._header), self.size, file_format, channels)
+        self._check(expected_length, file_format, channels)
         sha256_hex, crc = self._sha256.hexdigest(), _b64_crc(self._crc)
         metadata = {"sha256": sha256_hex, **self.metadata}
         if self._upload_id is None:
@@ -173,6 +255,35 @@ class MediaUpload:
                     "could not abort multipart upload of s3://%s/%s", self.bucket, self.key, exc_info=True
                 )
         self._buffer, self._fill = bytearray(), 0
+
+
+MediaUpload = SpooledUpload | MultipartUpload
+
+
+def new_media_upload(
+    client: S3Client,
+    bucket: str,
+    key: str,
+    *,
+    content_type: str,
+    metadata: dict[str, str],
+    expected_length: int | None,
+    settings: Settings,
+) -> MediaUpload:
+    """Spooled when the declared length allows it (see the module's docstring), in parts otherwise."""
+    target = MediaTarget(client, bucket, key, content_type, metadata)
+    if expected_length is not None and expected_length <= settings.media_spool_max_bytes:
+        directory = settings.media_spool_dir or tempfile.gettempdir()
+        if spool_fits(expected_length, settings.media_spool_max_bytes, shutil.disk_usage(directory).free):
+            return SpooledUpload(target, directory=directory)
+        log.info(
+            "not enough free disk in %s to spool %d bytes: uploading in parts", directory, expected_length
+        )
+    return MultipartUpload(
+        target,
+        chunk_bytes=part_size_for(expected_length, settings.s3_multipart_chunk_bytes),
+        max_concurrency=settings.s3_max_concurrency,
+    )
 
 
 def upload_media(

@@ -106,7 +106,8 @@ def make_handler(upstream: str, state: FaultState) -> type[BaseHTTPRequestHandle
             if self.path.startswith("/__faults__"):
                 self._control()
                 return
-            body = self._read_body()  # requests here are small (parts are at most a few MiB)
+            # Read whole: requests here are small (the fault suite's media are a few seconds long).
+            body = self._read_body()
             fault = state.pick()
             if fault == "refused":
                 self._error(503, "SlowDown", "Please reduce your request rate. (injected)")

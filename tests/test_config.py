@@ -52,6 +52,8 @@ def test_postgres_urls_use_psycopg(clean_env):
         ("ARCHIVER_S3_PREFIX", "../escape"),
         ("ARCHIVER_DELETION_POLICY", "sometimes"),
         ("ARCHIVER_MAX_COUNTDOWN_SECONDS", "7200"),
+        ("ARCHIVER_MEDIA_SPOOL_DIR", "/nonexistent/spool"),
+        ("ARCHIVER_MEDIA_SPOOL_MAX_BYTES", str(6 * 2**30)),  # more than one PutObject takes
     ],
 )
 def test_invalid_values_name_the_variable(clean_env, name, value):

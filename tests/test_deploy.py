@@ -100,6 +100,11 @@ def test_kubernetes_worker_grace_covers_the_soft_shutdown_and_beat_is_single():
     worker = docs[("Deployment", "archiver-worker")]["spec"]["template"]["spec"]
     soft = float(docs[("ConfigMap", "archiver-config")]["data"]["ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS"])
     assert worker["terminationGracePeriodSeconds"] >= soft + 2
+    container = worker["containers"][0]
+    spool_dir = next(e["value"] for e in container["env"] if e["name"] == "ARCHIVER_MEDIA_SPOOL_DIR")
+    mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert "emptyDir" in volumes[mounted[spool_dir]], "media is spooled to a volume of the pod's own"
     probe = worker["containers"][0]["livenessProbe"]["exec"]["command"]
     assert_cli(shlex.split(probe[-1].replace("$POD_NAME", "x"))[:-2], "worker liveness")
     beat = docs[("Deployment", "archiver-beat")]["spec"]

@@ -22,7 +22,7 @@ from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
 from archiver.supervisor import bin_path
 from tests.conftest import wait_for
-from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id
+from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id, objects
 
 
 @pytest.fixture
@@ -71,6 +71,34 @@ def test_delete_media_policy_deletes_only_the_media_and_confirms_its_purge(local
     ctx.clock.offset = timedelta(hours=49)
     assert run_step(ctx, Step.CONFIRM_PURGE, item_id).outcome is Outcome.DONE
     assert item_by_provider_id(db, rec["recordingId"]).state == ItemState.PURGED
+    ctx.close()
+
+
+def test_with_spooling_off_media_goes_in_parts_and_is_verified_the_same(local_ctx, db, tmp_path):
+    """``ARCHIVER_MEDIA_SPOOL_MAX_BYTES=0`` (no local disk): a multi-part upload with a full-object
+    CRC32 and the SHA-256 as a tag; the deletion still waits for the verified copy."""
+    import base64
+    import hashlib
+    import zlib
+
+    from archiver.simulator.media import iter_media
+
+    make, stack, simulator = local_ctx
+    ctx = make(media_spool_max_bytes=0, media_spool_dir=str(tmp_path))
+    rec, item_id = announce_recording(ctx, stack, simulator, duration=400.0, channels=1, file_format="wav")
+    assert run_step(ctx, Step.ARCHIVE, item_id).outcome is Outcome.DONE
+    media = b"".join(iter_media(rec["durationSeconds"], rec["channels"], rec["fileFormat"], rec["seed"]))
+    stored = objects(db, item_id)["media"]
+    assert len(media) > 5 * 2**20  # more than one part
+    assert stored.s3_checksum == "crc32:" + base64.b64encode(zlib.crc32(media).to_bytes(4, "big")).decode()
+    assert stored.sha256 == hashlib.sha256(media).hexdigest()
+    client = stack.object_store().client
+    tags = client.get_object_tagging(Bucket=stored.s3_bucket, Key=stored.s3_key)["TagSet"]
+    assert {"Key": "sha256", "Value": stored.sha256} in tags
+    assert client.get_object(Bucket=stored.s3_bucket, Key=stored.s3_key)["Body"].read() == media
+    assert run_step(ctx, Step.REQUEST_DELETION, item_id).outcome is Outcome.DONE
+    assert item_by_provider_id(db, rec["recordingId"]).deletion_requested_at is not None
+    assert list(tmp_path.iterdir()) == []  # nothing spooled
     ctx.close()
 
 

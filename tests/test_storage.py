@@ -82,3 +82,112 @@ def test_keys_are_deterministic_and_prefixed():
         bandwidth_call_key("", "9900000", day, "c-1", "t-2", "x.json")
         == "bandwidth/9900000/2026/03/07/c-1/t-2/x.json"
     )
+
+
+# --- media uploads: spooled (one PutObject with the SHA-256) and in parts (full-object CRC32) ------
+
+
+def wav_body(seconds: float = 2.0, channels: int = 1) -> bytes:
+    from archiver.simulator.media import iter_media
+
+    return b"".join(iter_media(seconds, channels, "wav", 7))
+
+
+def media_settings(tmp_path, **overrides):
+    from archiver.config import Settings
+
+    values = {"database_url": "sqlite://", "media_spool_dir": str(tmp_path), **overrides}
+    return Settings(_env_file=None, **values)
+
+
+def upload(store, body, settings, *, expected_length, key=None, pieces=64 * 1024):
+    from archiver.media_upload import new_media_upload, upload_media
+
+    key = key or f"tests/{uuid.uuid4().hex}.wav"
+    chunks = (body[i : i + pieces] for i in range(0, len(body), pieces))
+
+    def make():
+        return new_media_upload(
+            store.client, store.bucket, key, content_type="audio/vnd.wave", metadata={"call-id": "c-1"},
+            expected_length=expected_length, settings=settings,
+        )  # fmt: skip
+
+    return key, upload_media(chunks, make, expected_length=expected_length, file_format="wav", channels=1)
+
+
+def test_the_choice_between_spooling_and_parts():
+    from archiver.media_upload import SPOOL_FREE_RESERVE_BYTES, spool_fits
+
+    gib = 2**30
+    assert spool_fits(100, 5 * gib, 10 * gib)
+    assert not spool_fits(None, 5 * gib, 10 * gib)  # unknown length: parts
+    assert not spool_fits(5 * gib + 1, 5 * gib, 100 * gib)  # over the limit: parts
+    assert not spool_fits(1, 0, 100 * gib)  # spooling turned off
+    assert spool_fits(gib, 5 * gib, gib + SPOOL_FREE_RESERVE_BYTES)
+    assert not spool_fits(gib, 5 * gib, gib + SPOOL_FREE_RESERVE_BYTES - 1)  # the disk would be too full
+
+
+def test_spooled_media_is_stored_with_its_sha256_and_leaves_no_file(store, tmp_path, monkeypatch):
+    import base64
+    import hashlib
+
+    from archiver.media_upload import SpooledUpload, new_media_upload
+
+    body = wav_body(seconds=300.0)  # 4.6 MB: several pieces, above nothing in particular
+    settings = media_settings(tmp_path)
+    assert isinstance(
+        new_media_upload(store.client, store.bucket, "k", content_type="x", metadata={}, expected_length=len(body),
+                         settings=settings), SpooledUpload)  # fmt: skip
+    seen_during: list[list[str]] = []
+    original_write = SpooledUpload.write
+
+    def write(self, chunk):  # the spool is unlinked from the start: a killed worker leaves nothing
+        seen_during.append(list(tmp_path.iterdir()))
+        original_write(self, chunk)
+
+    monkeypatch.setattr(SpooledUpload, "write", write)  # a spy: the real write still runs
+    key, stored = upload(store, body, settings, expected_length=len(body))
+    digest = hashlib.sha256(body).digest()
+    assert stored.sha256_hex == digest.hex() and stored.size == len(body)
+    assert stored.s3_checksum == "sha256:" + base64.b64encode(digest).decode()
+    store.verify(stored, read_back=False)
+    head = store.client.head_object(Bucket=store.bucket, Key=key, ChecksumMode="ENABLED")
+    assert head["ChecksumSHA256"] == base64.b64encode(digest).decode()
+    assert head["Metadata"] == {"sha256": digest.hex(), "call-id": "c-1"}
+    assert store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == body
+    assert seen_during and all(listing == [] for listing in seen_during)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("spool", [True, False], ids=["spooled", "parts"])
+def test_media_shorter_than_declared_is_not_stored(store, tmp_path, spool):
+    from archiver.media import MediaInvalid
+
+    body = wav_body(seconds=400.0)  # 6.4 MB: more than one 5 MiB part
+    settings = media_settings(tmp_path, media_spool_max_bytes=2**30 if spool else 0)
+    key = f"tests/{uuid.uuid4().hex}.wav"
+    with pytest.raises(MediaInvalid, match="Content-Length"):
+        upload(store, body[:-1000], settings, expected_length=len(body), key=key)
+    listed = store.client.list_objects_v2(Bucket=store.bucket, Prefix=key).get("Contents", [])
+    uploads = store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=key).get("Uploads", [])
+    assert listed == [] and uploads == []  # no object, and no multipart upload left behind
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_media_over_the_spool_limit_or_of_unknown_length_goes_in_parts(store, tmp_path):
+    import base64
+    import zlib
+
+    from archiver.media_upload import MultipartUpload, new_media_upload
+
+    body = wav_body(seconds=400.0)
+    settings = media_settings(tmp_path, media_spool_max_bytes=len(body) - 1)
+    for expected in (len(body), None):
+        made = new_media_upload(store.client, store.bucket, "k", content_type="x", metadata={},
+                                expected_length=expected, settings=settings)  # fmt: skip
+        assert isinstance(made, MultipartUpload)
+        made.close(success=False)
+    key, stored = upload(store, body, settings, expected_length=len(body))
+    assert stored.s3_checksum == "crc32:" + base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    store.verify(stored, read_back=False)  # the SHA-256 is the object's tag
+    assert store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == body

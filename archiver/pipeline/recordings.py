@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.db.models import ArtifactKind, ItemState, TranscriptionState
 from archiver.ids import validate
-from archiver.media_upload import MediaUpload, part_size_for, upload_media
+from archiver.media_upload import MediaUpload, new_media_upload, upload_media
 from archiver.pipeline.artifacts import (
     ArchiveResult,
     NothingToArchive,
@@ -180,7 +180,6 @@ class RecordingHandler:
         partial: bool,
         tags: dict[str, str],
     ) -> StoredPart:
-        s = ctx.settings
         metadata = {**tags, "file-format": file_format, "partial": str(partial).lower()}
         if channels is not None:
             metadata["channels"] = str(channels)
@@ -192,14 +191,14 @@ class RecordingHandler:
             expected = int(declared) if declared and declared.isdigit() else None
 
             def make_upload() -> MediaUpload:
-                return MediaUpload(
+                return new_media_upload(
                     ctx.store.client,
                     ctx.store.bucket,
                     key,
                     content_type=CONTENT_TYPES[file_format],
                     metadata=metadata,
-                    chunk_bytes=part_size_for(expected, s.s3_multipart_chunk_bytes),
-                    max_concurrency=s.s3_max_concurrency,
+                    expected_length=expected,
+                    settings=ctx.settings,
                 )
 
             stored = upload_media(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.db.models import ArtifactKind
 from archiver.ids import validate
-from archiver.media_upload import MediaUpload, part_size_for, upload_media
+from archiver.media_upload import MediaUpload, new_media_upload, upload_media
 from archiver.pipeline.artifacts import (
     ArchiveResult,
     NothingToArchive,
@@ -147,15 +147,14 @@ class TwilioTranscriptHandler:
     def _upload(
         ctx: PipelineContext, key: str, content_type: str, tags: dict[str, str], expected: int | None
     ) -> MediaUpload:
-        s = ctx.settings
-        return MediaUpload(
+        return new_media_upload(
             ctx.store.client,
             ctx.store.bucket,
             key,
             content_type=content_type,
             metadata=tags,
-            chunk_bytes=part_size_for(expected, s.s3_multipart_chunk_bytes),
-            max_concurrency=s.s3_max_concurrency,
+            expected_length=expected,
+            settings=ctx.settings,
         )
 
     @staticmethod
