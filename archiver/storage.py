@@ -75,6 +75,10 @@ def make_s3_client(
         # We supply our own checksums; some S3-compatible servers reject boto3's default CRC trailers.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
+        # Every upload carries its checksum in a signed header, which the server checks against the
+        # body: hashing the body once more for the signature (botocore does it over plain http only)
+        # would add a pass over every spooled file before its PUT could start.
+        s3={"payload_signing_enabled": False},
     )
     access_key, secret_key = credentials if credentials else (None, None)
     client: S3Client = boto3.client(
