@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from archiver.media import HEADER_BYTES, MediaInvalid, validate_container
-from archiver.storage import StoredObject
+from archiver.storage import ObjectStore, StoredObject
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -261,8 +261,7 @@ MediaUpload = SpooledUpload | MultipartUpload
 
 
 def new_media_upload(
-    client: S3Client,
-    bucket: str,
+    store: ObjectStore,
     key: str,
     *,
     content_type: str,
@@ -271,7 +270,7 @@ def new_media_upload(
     settings: Settings,
 ) -> MediaUpload:
     """Spooled when the declared length allows it (see the module's docstring), in parts otherwise."""
-    target = MediaTarget(client, bucket, key, content_type, metadata)
+    target = MediaTarget(store.client, store.bucket, key, content_type, metadata)
     if expected_length is not None and expected_length <= settings.media_spool_max_bytes:
         directory = settings.media_spool_dir or tempfile.gettempdir()
         if spool_fits(expected_length, settings.media_spool_max_bytes, shutil.disk_usage(directory).free):

@@ -46,6 +46,13 @@ def in_process_context(stack: LocalStack, db: Database, **overrides: Any) -> Pip
     return ctx
 
 
+def media_bytes(rec: dict[str, Any]) -> bytes:
+    """What the simulator serves for this recording (its media is deterministic from the seed)."""
+    from archiver.simulator.media import iter_media
+
+    return b"".join(iter_media(rec["durationSeconds"], rec["channels"], rec["fileFormat"], rec["seed"]))
+
+
 def item_by_provider_id(db: Database, provider_id: str) -> ArchiveItem | None:
     with db.sessionmaker() as session:
         return session.scalars(

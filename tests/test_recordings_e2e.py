@@ -14,7 +14,7 @@ import pytest
 
 from archiver.db.models import ItemState
 from tests.conftest import wait_for
-from tests.helpers import history, item_by_provider_id, objects, segments, wait_state
+from tests.helpers import history, item_by_provider_id, media_bytes, objects, segments, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +23,6 @@ def add_recording(simulator, **options):
     response = simulator.client.post("/admin/recordings", json={"count": 1, **options})
     response.raise_for_status()
     return response.json()["created"][0]
-
-
-def media_bytes(_stack, rec):
-    """What the simulator serves for this recording (its media is deterministic from the seed)."""
-    from archiver.simulator.media import iter_media
-
-    return b"".join(iter_media(rec["durationSeconds"], rec["channels"], rec["fileFormat"], rec["seed"]))
 
 
 def assert_deleted_only_after_verified_copies(stack, simulator, db, item, roles):
@@ -64,7 +57,7 @@ def test_one_channel_wav_with_transcription_archived_verified_deleted_and_purged
     assert item.kind == "recording" and item.transcription_state == "archived" and not item.partial
     stored = objects(db, item.id)
     assert stored["media"].s3_key.endswith(f"/{rec['callId']}/{rec['recordingId']}/recording.wav")
-    media = media_bytes(stack, rec)
+    media = media_bytes(rec)
     # Spooled (the default): one PutObject whose full-object checksum is the SHA-256 itself.
     assert (
         stored["media"].s3_checksum == "sha256:" + base64.b64encode(hashlib.sha256(media).digest()).decode()
@@ -111,13 +104,13 @@ def test_two_channel_wav_keeps_both_transcripts_and_says_which_is_which(e2e, db)
 
 
 def test_mp3(e2e, db):
-    stack, simulator, _clock = e2e
+    _stack, simulator, _clock = e2e
     rec = add_recording(simulator, duration=9.0, channels=1, file_format="mp3")
     simulator.send_webhooks(event="recordingAvailable")
     item = wait_state(db, rec["recordingId"], ItemState.DELETION_REQUESTED)
     media = objects(db, item.id)["media"]
     assert media.s3_key.endswith("recording.mp3") and media.content_type == "audio/mpeg"
-    assert media.sha256 == hashlib.sha256(media_bytes(stack, rec)).hexdigest()
+    assert media.sha256 == hashlib.sha256(media_bytes(rec)).hexdigest()
 
 
 def test_partial_recording_is_archived_and_marked_partial(e2e, db):
@@ -238,7 +231,7 @@ def test_bad_media_is_never_archived_as_complete_nor_deleted(e2e, db, fault):
 
 
 def test_bad_media_then_good_media_is_archived_once_whole(e2e, db):
-    stack, simulator, _clock = e2e
+    _stack, simulator, _clock = e2e
     rec = add_recording(simulator, duration=10.0, channels=1, file_format="wav")
     simulator.set_faults(
         {"status": 0, "truncate_to_bytes": 1000, "count": 1, "path_contains": "/media"},
@@ -246,7 +239,7 @@ def test_bad_media_then_good_media_is_archived_once_whole(e2e, db):
     )
     simulator.send_webhooks(event="recordingAvailable")
     item = wait_state(db, rec["recordingId"], ItemState.DELETION_REQUESTED)
-    assert objects(db, item.id)["media"].sha256 == hashlib.sha256(media_bytes(stack, rec)).hexdigest()
+    assert objects(db, item.id)["media"].sha256 == hashlib.sha256(media_bytes(rec)).hexdigest()
     assert [e["status"] for e in simulator.audit(method="GET", path_contains="/media")][:3] == [200, 200, 200]
     assert item.attempts == 2
 

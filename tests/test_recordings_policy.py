@@ -22,7 +22,7 @@ from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
 from archiver.supervisor import bin_path
 from tests.conftest import wait_for
-from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id, objects
+from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id, media_bytes, objects
 
 
 @pytest.fixture
@@ -81,13 +81,11 @@ def test_with_spooling_off_media_goes_in_parts_and_is_verified_the_same(local_ct
     import hashlib
     import zlib
 
-    from archiver.simulator.media import iter_media
-
     make, stack, simulator = local_ctx
     ctx = make(media_spool_max_bytes=0, media_spool_dir=str(tmp_path))
     rec, item_id = announce_recording(ctx, stack, simulator, duration=400.0, channels=1, file_format="wav")
     assert run_step(ctx, Step.ARCHIVE, item_id).outcome is Outcome.DONE
-    media = b"".join(iter_media(rec["durationSeconds"], rec["channels"], rec["fileFormat"], rec["seed"]))
+    media = media_bytes(rec)
     stored = objects(db, item_id)["media"]
     assert len(media) > 5 * 2**20  # more than one part
     assert stored.s3_checksum == "crc32:" + base64.b64encode(zlib.crc32(media).to_bytes(4, "big")).decode()

@@ -108,7 +108,7 @@ def upload(store, body, settings, *, expected_length, key=None, pieces=64 * 1024
 
     def make():
         return new_media_upload(
-            store.client, store.bucket, key, content_type="audio/vnd.wave", metadata={"call-id": "c-1"},
+            store, key, content_type="audio/vnd.wave", metadata={"call-id": "c-1"},
             expected_length=expected_length, settings=settings,
         )  # fmt: skip
 
@@ -136,7 +136,7 @@ def test_spooled_media_is_stored_with_its_sha256_and_leaves_no_file(store, tmp_p
     body = wav_body(seconds=300.0)  # 4.6 MB: several pieces, above nothing in particular
     settings = media_settings(tmp_path)
     assert isinstance(
-        new_media_upload(store.client, store.bucket, "k", content_type="x", metadata={}, expected_length=len(body),
+        new_media_upload(store, "k", content_type="x", metadata={}, expected_length=len(body),
                          settings=settings), SpooledUpload)  # fmt: skip
     seen_during: list[list[str]] = []
     original_write = SpooledUpload.write
@@ -183,7 +183,7 @@ def test_media_over_the_spool_limit_or_of_unknown_length_goes_in_parts(store, tm
     body = wav_body(seconds=400.0)
     settings = media_settings(tmp_path, media_spool_max_bytes=len(body) - 1)
     for expected in (len(body), None):
-        made = new_media_upload(store.client, store.bucket, "k", content_type="x", metadata={},
+        made = new_media_upload(store, "k", content_type="x", metadata={},
                                 expected_length=expected, settings=settings)  # fmt: skip
         assert isinstance(made, MultipartUpload)
         made.close(success=False)

@@ -192,8 +192,7 @@ class RecordingHandler:
 
             def make_upload() -> MediaUpload:
                 return new_media_upload(
-                    ctx.store.client,
-                    ctx.store.bucket,
+                    ctx.store,
                     key,
                     content_type=CONTENT_TYPES[file_format],
                     metadata=metadata,

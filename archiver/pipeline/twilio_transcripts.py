@@ -148,8 +148,7 @@ class TwilioTranscriptHandler:
         ctx: PipelineContext, key: str, content_type: str, tags: dict[str, str], expected: int | None
     ) -> MediaUpload:
         return new_media_upload(
-            ctx.store.client,
-            ctx.store.bucket,
+            ctx.store,
             key,
             content_type=content_type,
             metadata=tags,
