@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -25,6 +26,34 @@ class ConfigError(Exception):
 
 def env_name(field: str) -> str:
     return f"{ENV_PREFIX}{field.upper()}"
+
+
+#: Bandwidth's OAuth 2.0 token endpoint (CONTRACTS.md §1.1; docs/providers.md).
+BANDWIDTH_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 - a URL
+
+#: Secrets that may also be read from a file named by ``ARCHIVER_<NAME>_FILE`` (the Docker and
+#: Kubernetes secrets convention). The file is read again when the provider refuses its value, so a
+#: secret rotated in place takes effect without a restart.
+FILE_SECRETS = (
+    "bandwidth_client_secret",
+    "twilio_auth_token",
+    "twilio_secondary_auth_token",
+    "twilio_api_key_secret",
+    "intake_password",
+)
+
+LEGACY_BANDWIDTH_MESSAGE = (
+    "Bandwidth decommissioned API users (username/password, ARCHIVER_BANDWIDTH_USERNAME and "
+    "ARCHIVER_BANDWIDTH_PASSWORD) on 2026-12-02: its APIs now accept only OAuth 2.0 client credentials. "
+    "Create API credentials in the Bandwidth App (Account > API Credentials) and set "
+    "ARCHIVER_BANDWIDTH_CLIENT_ID and ARCHIVER_BANDWIDTH_CLIENT_SECRET "
+    "(or ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE)"
+)
+
+
+def read_secret_file(path: str) -> str:
+    """A secret file's value: its text without the trailing newline that editors and ``echo`` add."""
+    return Path(path).read_text("utf-8").rstrip("\r\n")
 
 
 #: delete: the whole artifact at the provider (a recording: metadata, media and transcription);
@@ -53,14 +82,30 @@ class Settings(BaseSettings):
 
     # --- Bandwidth -------------------------------------------------------------------------------------
     bandwidth_account_id: str | None = None
+    #: OAuth 2.0 client credentials (the Bandwidth App's "API Credentials"): the only way in since
+    #: 2026-12-02.
+    bandwidth_client_id: str | None = None
+    bandwidth_client_secret: SecretStr | None = None
+    bandwidth_client_secret_file: str | None = None
+    bandwidth_token_url: str = BANDWIDTH_TOKEN_URL
+    #: Decommissioned by Bandwidth on 2026-12-02; read only to stop with a message that says so.
     bandwidth_username: str | None = None
     bandwidth_password: SecretStr | None = None
     bandwidth_base_url: str = "https://voice.bandwidth.com/api/v2"
 
     # --- Twilio Conversational Intelligence -----------------------------------------------------------
     twilio_account_sid: str | None = None
-    #: The account's primary auth token: API credentials and the key of webhook signatures.
+    #: The account's primary auth token: the key of webhook signatures, and the REST credentials
+    #: unless an API key is set.
     twilio_auth_token: SecretStr | None = None
+    twilio_auth_token_file: str | None = None
+    #: While the auth token is rotated, webhooks signed with this one are accepted too.
+    twilio_secondary_auth_token: SecretStr | None = None
+    twilio_secondary_auth_token_file: str | None = None
+    #: An API key (SK…) and its secret: Twilio's recommended REST credentials, used when set.
+    twilio_api_key_sid: str | None = None
+    twilio_api_key_secret: SecretStr | None = None
+    twilio_api_key_secret_file: str | None = None
     twilio_base_url: str = "https://intelligence.twilio.com"
     #: Hosts media may be downloaded from (comma-separated; "*.example.com" matches subdomains).
     #: Default: the host of ARCHIVER_TWILIO_BASE_URL.
@@ -75,6 +120,7 @@ class Settings(BaseSettings):
     # --- intake ----------------------------------------------------------------------------------------
     intake_username: str | None = None
     intake_password: SecretStr | None = None
+    intake_password_file: str | None = None
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     #: At most this many events share one intake transaction (group commit).
     intake_max_batch: int = Field(default=500, ge=1, le=1000)
@@ -146,6 +192,11 @@ class Settings(BaseSettings):
     rate_budget_burst: float | None = Field(default=None, gt=0)
     #: A worker waits at most this long for its slot; a later slot reschedules the step instead.
     rate_budget_max_wait_seconds: float = Field(default=5.0, ge=0)
+    #: An account whose credentials the provider refuses is paused: its items wait (a due time, no
+    #: attempt spent) while its credentials are checked again after this long, doubling up to the
+    #: maximum, which is also how often the refusal is logged as an ERROR.
+    account_pause_seconds: float = Field(default=30.0, gt=0)
+    account_pause_max_seconds: float = Field(default=300.0, gt=0, le=600)
     #: The Redis holding the shared budgets and the workers' shared metric counters (default: the
     #: broker's URL, when it is Redis).
     redis_url: str | None = Field(default=None, repr=False)
@@ -175,6 +226,44 @@ class Settings(BaseSettings):
             raise ValueError("must be AC followed by 32 hex digits")
         return value
 
+    @field_validator("twilio_api_key_sid")
+    @classmethod
+    def _api_key_sid(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"SK[0-9a-fA-F]{32}", value):
+            raise ValueError("must be SK followed by 32 hex digits")
+        return value
+
+    @field_validator(*(f"{name}_file" for name in FILE_SECRETS))
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            secret = read_secret_file(value)
+        except OSError as exc:
+            raise ValueError(f"cannot read {value!r}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{value!r} is not UTF-8 text") from None
+        if not secret:
+            raise ValueError(f"{value!r} is empty")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Self:
+        """``ARCHIVER_X_FILE`` gives ``ARCHIVER_X`` its value; both at once is a mistake."""
+        for name in FILE_SECRETS:
+            path = getattr(self, f"{name}_file")
+            if path is None:
+                continue
+            if getattr(self, name) is not None:
+                raise ValueError(f"set {env_name(name)} or {env_name(name)}_FILE, not both")
+            setattr(self, name, SecretStr(read_secret_file(path)))
+        if self.account_pause_max_seconds < self.account_pause_seconds:
+            raise ValueError(
+                "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS must be at least ARCHIVER_ACCOUNT_PAUSE_SECONDS"
+            )
+        return self
+
     @property
     def shared_redis_url(self) -> str | None:
         url = self.redis_url or self.broker_url
@@ -187,7 +276,9 @@ class Settings(BaseSettings):
             hosts = [re.sub(r"^https?://([^/:]+).*$", r"\1", self.twilio_base_url).lower()]
         return hosts
 
-    @field_validator("bandwidth_base_url", "s3_endpoint_url", "public_base_url", "twilio_base_url")
+    @field_validator(
+        "bandwidth_base_url", "bandwidth_token_url", "s3_endpoint_url", "public_base_url", "twilio_base_url"
+    )
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -233,15 +324,33 @@ class Settings(BaseSettings):
         return value
 
     def require(self, *fields: str) -> None:
-        """Fail, naming every missing variable, unless all ``fields`` are set."""
-        missing = [env_name(f) for f in fields if getattr(self, f) in (None, "")]
-        if missing:
-            raise ConfigError("missing required setting(s): " + ", ".join(missing))
+        """Fail, naming every missing variable, unless all ``fields`` are set. Bandwidth's client
+        credentials missing where the decommissioned username/password are set: fail saying so."""
+        missing = [f for f in fields if getattr(self, f) in (None, "")]
+        if not missing:
+            return
+        names = ", ".join(env_name(f) for f in missing)
+        legacy = self.bandwidth_username or self.bandwidth_password
+        if legacy and {"bandwidth_client_id", "bandwidth_client_secret"} & set(missing):
+            raise ConfigError(f"{LEGACY_BANDWIDTH_MESSAGE}. Missing: {names}")
+        raise ConfigError("missing required setting(s): " + names)
+
+    def secret_file(self, name: str) -> str | None:
+        """The file ``name`` (one of :data:`FILE_SECRETS`) was read from, if any."""
+        path: str | None = getattr(self, f"{name}_file")
+        return path
 
     def secret_values(self) -> list[str]:
         """Every secret this configuration holds, for log redaction."""
         values: list[str] = []
-        for secret in (self.bandwidth_password, self.intake_password, self.twilio_auth_token):
+        for secret in (
+            self.bandwidth_password,
+            self.bandwidth_client_secret,
+            self.intake_password,
+            self.twilio_auth_token,
+            self.twilio_secondary_auth_token,
+            self.twilio_api_key_secret,
+        ):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
         for url in (self.database_url, self.broker_url):
@@ -269,8 +378,10 @@ def _mask_url(url: str) -> str:
 def describe_validation_error(error: ValidationError) -> str:
     parts = []
     for problem in error.errors():
-        field = str(problem["loc"][0]) if problem["loc"] else "?"
-        parts.append(f"{env_name(field)}: {problem['msg']}")
+        if problem["loc"]:
+            parts.append(f"{env_name(str(problem['loc'][0]))}: {problem['msg']}")
+        else:  # a rule across settings: its message names them
+            parts.append(str(problem["msg"]).removeprefix("Value error, "))
     return "invalid setting(s): " + "; ".join(parts)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -58,22 +59,33 @@ def use_json(logger: logging.Logger | None = None) -> None:
 
 _REDACTED = "***"
 
+#: Secrets learnt while running (access tokens, secrets read again from their files): every
+#: redacting filter scrubs them too. Bounded: a token an hour for years must not grow it.
+_learnt: deque[str] = deque(maxlen=16)
+
+
+def remember_secret(value: str) -> None:
+    """Have every :class:`SecretRedactingFilter` scrub ``value`` from now on."""
+    if len(value) >= 3 and value not in _learnt:
+        _learnt.append(value)
+
 
 class SecretRedactingFilter(logging.Filter):
-    """Replaces every known secret value in a record's final message (and its exception text)."""
+    """Replaces every known secret value in a record's final message (and its exception text):
+    those it was given and those learnt since (:func:`remember_secret`)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self._secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in (*self._secrets, *_learnt):
             if secret in text:
                 text = text.replace(secret, _REDACTED)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if not self._secrets and not _learnt:
             return True
         message = record.getMessage()
         scrubbed = self._scrub(message)

@@ -64,12 +64,77 @@ def test_invalid_values_name_the_variable(clean_env, name, value):
 
 def test_require_names_every_missing_variable(clean_env):
     with pytest.raises(ConfigError) as raised:
-        load_settings().require("s3_bucket", "bandwidth_password")
-    assert "ARCHIVER_S3_BUCKET" in str(raised.value) and "ARCHIVER_BANDWIDTH_PASSWORD" in str(raised.value)
+        load_settings().require("s3_bucket", "bandwidth_client_id", "bandwidth_client_secret")
+    for name in ("ARCHIVER_S3_BUCKET", "ARCHIVER_BANDWIDTH_CLIENT_ID", "ARCHIVER_BANDWIDTH_CLIENT_SECRET"):
+        assert name in str(raised.value)
+    assert "decommissioned" not in str(raised.value)
+
+
+def test_bandwidth_defaults_to_its_token_endpoint(clean_env):
+    assert load_settings().bandwidth_token_url == "https://api.bandwidth.com/api/v1/oauth2/token"
+
+
+def test_legacy_api_user_credentials_alone_stop_with_the_decommission_message(clean_env):
+    clean_env.setenv("ARCHIVER_BANDWIDTH_USERNAME", "api-user")
+    clean_env.setenv("ARCHIVER_BANDWIDTH_PASSWORD", "api-password-1")
+    with pytest.raises(ConfigError) as raised:
+        load_settings().require("s3_bucket", "bandwidth_client_id", "bandwidth_client_secret")
+    message = str(raised.value)
+    assert "decommissioned API users" in message and "2026-12-02" in message
+    assert "ARCHIVER_BANDWIDTH_CLIENT_ID" in message and "ARCHIVER_BANDWIDTH_CLIENT_SECRET" in message
+    assert "api-password-1" not in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ARCHIVER_BANDWIDTH_CLIENT_SECRET",
+        "ARCHIVER_TWILIO_AUTH_TOKEN",
+        "ARCHIVER_TWILIO_SECONDARY_AUTH_TOKEN",
+        "ARCHIVER_TWILIO_API_KEY_SECRET",
+        "ARCHIVER_INTAKE_PASSWORD",
+    ],
+)
+def test_every_secret_can_come_from_a_file(clean_env, tmp_path, name):
+    path = tmp_path / "secret"
+    path.write_text("from-a-file-42\n")  # the trailing newline of `echo` is not part of it
+    clean_env.setenv(f"{name}_FILE", str(path))
+    settings = load_settings()
+    field = name.removeprefix("ARCHIVER_").lower()
+    assert getattr(settings, field).get_secret_value() == "from-a-file-42"
+    assert settings.secret_file(field) == str(path)
+    assert "from-a-file-42" in settings.secret_values() and "from-a-file-42" not in repr(settings)
+
+
+def test_a_secret_and_its_file_at_once_is_an_error(clean_env, tmp_path):
+    path = tmp_path / "secret"
+    path.write_text("x-secret")
+    clean_env.setenv("ARCHIVER_BANDWIDTH_CLIENT_SECRET", "y-secret")
+    clean_env.setenv("ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE", str(path))
+    with pytest.raises(
+        ConfigError, match="ARCHIVER_BANDWIDTH_CLIENT_SECRET or ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"
+    ):
+        load_settings()
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_an_unreadable_or_empty_secret_file_names_its_variable(clean_env, tmp_path, content):
+    path = tmp_path / "secret"
+    if content is not None:
+        path.write_text(content)
+    clean_env.setenv("ARCHIVER_TWILIO_AUTH_TOKEN_FILE", str(path))
+    with pytest.raises(ConfigError, match="ARCHIVER_TWILIO_AUTH_TOKEN_FILE"):
+        load_settings()
+
+
+def test_a_twilio_api_key_sid_must_look_like_one(clean_env):
+    clean_env.setenv("ARCHIVER_TWILIO_API_KEY_SID", "AC" + "0" * 32)
+    with pytest.raises(ConfigError, match="ARCHIVER_TWILIO_API_KEY_SID"):
+        load_settings()
 
 
 def test_repr_masks_secrets(clean_env):
-    clean_env.setenv("ARCHIVER_BANDWIDTH_PASSWORD", "bw-secret-123")
+    clean_env.setenv("ARCHIVER_BANDWIDTH_CLIENT_SECRET", "bw-secret-123")
     clean_env.setenv("ARCHIVER_INTAKE_PASSWORD", "in-secret-456")
     clean_env.setenv("ARCHIVER_DATABASE_URL", "postgresql://arch:db-secret-789@db/archive")
     clean_env.setenv("ARCHIVER_BROKER_URL", "redis://:redis-secret-000@cache:6379/0")
@@ -124,4 +189,18 @@ def test_worker_refuses_to_start_without_provider_settings(tmp_path):
     result = subprocess.run([bin_path("celery"), "-A", "workers", "worker", "--pool", "solo"], env=env,
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode != 0
-    assert "ARCHIVER_S3_BUCKET" in result.stderr + result.stdout
+    output = result.stderr + result.stdout
+    for name in ("ARCHIVER_S3_BUCKET", "ARCHIVER_BANDWIDTH_CLIENT_ID", "ARCHIVER_BANDWIDTH_CLIENT_SECRET"):
+        assert name in output
+
+
+def test_a_worker_with_only_the_legacy_api_user_refuses_to_start_saying_why(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    env.update(ARCHIVER_BROKER_URL="redis://127.0.0.1:6379/9", ARCHIVER_S3_BUCKET="b",
+               ARCHIVER_BANDWIDTH_USERNAME="api-user", ARCHIVER_BANDWIDTH_PASSWORD="legacy-pw-77")  # fmt: skip
+    result = subprocess.run([bin_path("celery"), "-A", "workers", "worker", "--pool", "solo"], env=env,
+                            capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip
+    output = result.stderr + result.stdout
+    assert result.returncode == 2
+    assert "Bandwidth decommissioned API users" in output and "2026-12-02" in output
+    assert "ARCHIVER_BANDWIDTH_CLIENT_ID" in output and "legacy-pw-77" not in output

@@ -34,10 +34,17 @@ def _check_settings(**_kwargs: Any) -> None:
     """Refuse to start a worker that could not do its job (Celery only logs exceptions raised in
     signal handlers, so this exits explicitly)."""
     try:
-        settings.require("s3_bucket", "bandwidth_username", "bandwidth_password")
+        settings.require("s3_bucket", "bandwidth_client_id", "bandwidth_client_secret")
+        if settings.twilio_api_key_sid or settings.twilio_api_key_secret:
+            settings.require("twilio_api_key_sid", "twilio_api_key_secret")
     except ConfigError as exc:
         print(f"archiver worker: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if settings.bandwidth_username or settings.bandwidth_password:
+        logging.getLogger("archiver").warning(
+            "ARCHIVER_BANDWIDTH_USERNAME/_PASSWORD are ignored: Bandwidth decommissioned API users on "
+            "2026-12-02; the OAuth client credentials (ARCHIVER_BANDWIDTH_CLIENT_ID/_SECRET) are used"
+        )
 
 
 __all__ = ["app"]

@@ -194,6 +194,12 @@ def create_app(ctx: PipelineContext) -> Starlette:
                 )
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
+    twilio_tokens = [
+        secret.get_secret_value()
+        for secret in (settings.twilio_auth_token, settings.twilio_secondary_auth_token)
+        if secret is not None
+    ]
+
     async def twilio_webhook(request: Request) -> Response:
         if settings.twilio_auth_token is None:
             return error(404, "not_configured", "Twilio is not configured here (ARCHIVER_TWILIO_AUTH_TOKEN)")
@@ -206,8 +212,9 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(rejected.status, rejected.code, rejected.message)
         base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
         url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        token = settings.twilio_auth_token.get_secret_value()
-        if not signature_valid(token, url, signed, request.headers.get("x-twilio-signature"), json_body):
+        signature = request.headers.get("x-twilio-signature")
+        # While the auth token is rotated, Twilio may sign with either: both are tried, nothing else.
+        if not any(signature_valid(token, url, signed, signature, json_body) for token in twilio_tokens):
             return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
         try:
             event = parse_twilio_event(

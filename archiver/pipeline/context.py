@@ -11,12 +11,13 @@ from uuid import uuid4
 import redis
 
 from archiver.clock import Clock, clock_from_settings
-from archiver.config import Settings
+from archiver.config import Settings, env_name
 from archiver.db.session import Database
 from archiver.metrics import SharedCounters
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
+from archiver.providers.credentials import SecretSource
 from archiver.providers.http import ProviderHttp
 from archiver.providers.twilio import TwilioClient
 from archiver.rate_budget import RateBudget
@@ -50,18 +51,27 @@ class PipelineContext:
     def bandwidth(self) -> BandwidthClient:
         if self._bandwidth is None:
             s = self.settings
-            s.require("bandwidth_username", "bandwidth_password")
-            assert s.bandwidth_username is not None and s.bandwidth_password is not None
+            s.require("bandwidth_client_id", "bandwidth_client_secret")
+            assert s.bandwidth_client_id is not None and s.bandwidth_client_secret is not None
             self._bandwidth = BandwidthClient(
                 base_url=s.bandwidth_base_url,
-                username=s.bandwidth_username,
-                password=s.bandwidth_password.get_secret_value(),
+                client_id=s.bandwidth_client_id,
+                client_secret=self.secret("bandwidth_client_secret"),
+                token_url=s.bandwidth_token_url,
                 connect_timeout=s.http_connect_timeout_seconds,
                 read_timeout=s.http_read_timeout_seconds,
                 clock=self.clock,
             )
-            self._wire(self._bandwidth, s.bandwidth_username, s.bandwidth_requests_per_second)
+            self._wire(self._bandwidth.tokens, s.bandwidth_client_id, 0.0)
+            account = s.bandwidth_account_id or s.bandwidth_client_id
+            self._wire(self._bandwidth, account, s.bandwidth_requests_per_second)
         return self._bandwidth
+
+    def secret(self, name: str) -> SecretSource:
+        """A secret of the settings, read again from its file (if it came from one) when refused."""
+        value = getattr(self.settings, name)
+        assert value is not None, name
+        return SecretSource(value.get_secret_value(), self.settings.secret_file(name), env_name(name))
 
     @cached_property
     def _shared_redis(self) -> redis.Redis | None:
@@ -96,12 +106,19 @@ class PipelineContext:
     def twilio(self) -> TwilioClient:
         if self._twilio is None:
             s = self.settings
-            s.require("twilio_account_sid", "twilio_auth_token")
-            assert s.twilio_account_sid is not None and s.twilio_auth_token is not None
+            s.require("twilio_account_sid")
+            if s.twilio_api_key_sid or s.twilio_api_key_secret:
+                s.require("twilio_api_key_sid", "twilio_api_key_secret")
+                user, secret = s.twilio_api_key_sid, self.secret("twilio_api_key_secret")
+            else:
+                s.require("twilio_auth_token")
+                user, secret = s.twilio_account_sid, self.secret("twilio_auth_token")
+            assert s.twilio_account_sid is not None and user is not None
             self._twilio = TwilioClient(
                 base_url=s.twilio_base_url,
                 account_sid=s.twilio_account_sid,
-                auth_token=s.twilio_auth_token.get_secret_value(),
+                username=user,
+                secret=secret,
                 media_hosts=s.twilio_media_host_patterns,
                 connect_timeout=s.http_connect_timeout_seconds,
                 read_timeout=s.http_read_timeout_seconds,

@@ -1,7 +1,9 @@
-"""Bandwidth Voice API client (httpx, Basic auth, explicit timeouts).
+"""Bandwidth Voice API client (httpx, OAuth 2.0 client credentials, explicit timeouts).
 
 URLs are built only from the configured base URL and validated ids; a URL found in a webhook body
-is never fetched. Responses are classified into :mod:`archiver.providers.errors`.
+is never fetched. Every request carries the process's access token (:mod:`archiver.providers.oauth`).
+Responses are classified into :mod:`archiver.providers.errors`; a 401/403 that a new token does not
+cure is :class:`~archiver.providers.errors.CredentialsRefused`, a problem of the account.
 """
 
 from __future__ import annotations
@@ -9,14 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
+from archiver.providers.credentials import SecretSource
 from archiver.providers.errors import NotFound, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
+from archiver.providers.oauth import BearerAuth, TokenSource
 
 __all__ = ["BandwidthClient", "DeleteOutcome", "FetchedDocument"]
 
@@ -34,6 +39,10 @@ def _describe_error(response: httpx.Response) -> str:
     return response.text[:200]
 
 
+def _ms_iso(ts: datetime) -> str:
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
 class BandwidthClient(ProviderHttp):
     describe_error = staticmethod(_describe_error)
 
@@ -43,8 +52,9 @@ class BandwidthClient(ProviderHttp):
         self,
         *,
         base_url: str,
-        username: str,
-        password: str,
+        client_id: str,
+        client_secret: str | SecretSource,
+        token_url: str,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
@@ -52,8 +62,19 @@ class BandwidthClient(ProviderHttp):
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._clock = clock or SystemClock()
+        secret = client_secret if isinstance(client_secret, SecretSource) else SecretSource(client_secret)
+        #: This process's access token (one per client, shared by its threads).
+        self.tokens = TokenSource(
+            token_url=token_url,
+            client_id=client_id,
+            secret=secret,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            transport=transport,
+            clock=self._clock,
+        )
         self._http = httpx.Client(
-            auth=httpx.BasicAuth(username, password),
+            auth=BearerAuth(self.tokens, self.base_url),
             timeout=timeouts(connect_timeout, read_timeout),
             limits=httpx.Limits(max_connections=10, max_keepalive_connections=5),
             transport=transport,
@@ -63,6 +84,14 @@ class BandwidthClient(ProviderHttp):
 
     def close(self) -> None:
         self._http.close()
+        self.tokens.close()
+
+    def check_credentials(self, account_id: str) -> None:
+        """Raise unless the provider accepts the credentials for ``account_id`` now: a new token,
+        then the cheapest authenticated request (the account's recordings in an empty window)."""
+        self.tokens.refresh()
+        now = self._clock.now()
+        self.list_recordings(account_id, _ms_iso(now), _ms_iso(now + timedelta(milliseconds=1)))
 
     # --- URLs ---------------------------------------------------------------------------------------
 

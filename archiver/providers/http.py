@@ -18,7 +18,13 @@ import httpx
 
 from archiver.clock import Clock
 from archiver.metrics import SharedCounters
-from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
+from archiver.providers.errors import (
+    CredentialsRefused,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
 from archiver.providers.retry_after import parse_retry_after
 from archiver.rate_budget import RateBudget
 
@@ -48,8 +54,16 @@ def timeouts(connect: float, read: float) -> httpx.Timeout:
 
 
 def raise_for_response(
-    response: httpx.Response, method: str, url: str, clock: Clock, describe: Callable[[httpx.Response], str]
+    response: httpx.Response,
+    method: str,
+    url: str,
+    clock: Clock,
+    describe: Callable[[httpx.Response], str],
+    refused: Callable[[int], bool] = lambda _status: False,
+    provider: str = "provider",
 ) -> NoReturn:
+    """Classify an error response. ``refused(status)``: whether that status means the account's
+    credentials were refused (only for requests that carried them)."""
     status = response.status_code
     message = f"{method} {url}: HTTP {status} {describe(response)}"
     if status == 429:
@@ -57,6 +71,8 @@ def raise_for_response(
         raise RateLimited(message, retry_after=delay)
     if status >= 500:
         raise ProviderUnavailable(message, status=status)
+    if refused(status):
+        raise CredentialsRefused(message, provider=provider, status=status)
     if status == 404:
         raise NotFound(message, status=status)
     raise ProviderRejected(message, status=status)
@@ -86,13 +102,19 @@ class ProviderHttp:
         ceiling = min(4.0, self.retry_backoff * (2**retry))
         return random.uniform(ceiling / 2, ceiling)
 
-    def _with_retries(self, method: str, send: Callable[[], httpx.Response]) -> httpx.Response:
-        retries = self.retries if method in IDEMPOTENT_METHODS else 0
+    def _with_retries(
+        self, method: str, send: Callable[[], httpx.Response], *, in_place: bool | None = None
+    ) -> httpx.Response:
+        """``in_place``: whether a failure may be repeated here (default: for idempotent methods). A
+        failure that an inner loop already retried (the access token's request, made for this one)
+        is not retried again: the retries would multiply."""
+        retries = self.retries if (method in IDEMPOTENT_METHODS if in_place is None else in_place) else 0
         for retry in range(retries + 1):
             try:
                 return send()
             except ProviderUnavailable as exc:
-                if retry == retries:
+                if retry == retries or exc.retried_in_place:
+                    exc.retried_in_place = True
                     raise
                 delay = self._retry_delay(retry)
                 log.info("%s; retrying in place in %.2f s (%d of %d)", exc, delay, retry + 1, retries)
@@ -128,16 +150,30 @@ class ProviderHttp:
             response = self._http.request(method, url, **kwargs)
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
-        self.answered += 1
+        self.answered += 1 + len(response.history)  # an auth's second try is a request too
         self._on_response(response, url)
         if 200 <= response.status_code < 300:
             return response
         self._raise_for(response, method, url)
 
-    def _raise_for(self, response: httpx.Response, method: str, url: str) -> NoReturn:
-        if response.status_code == 429 and self.counters is not None:
-            self.counters.incr(f"provider_429:{self.provider_name}")
-        raise_for_response(response, method, url, self._clock, self.describe_error)
+    def _refused(self, status: int) -> bool:
+        """Whether ``status``, answered to a request with the account's credentials, means the
+        provider refuses them (401/403: their auth has already tried again with fresh ones)."""
+        return status in (401, 403)
+
+    def _raise_for(
+        self, response: httpx.Response, method: str, url: str, *, credentials: bool = True
+    ) -> NoReturn:
+        """``credentials``: the request carried the account's credentials (a media host's did not)."""
+        refused = self._refused if credentials else lambda _status: False
+        if self.counters is not None:
+            if response.status_code == 429:
+                self.counters.incr(f"provider_429:{self.provider_name}")
+            elif refused(response.status_code):
+                self.counters.incr(f"provider_auth_failures:{self.provider_name}")
+        raise_for_response(
+            response, method, url, self._clock, self.describe_error, refused, self.provider_name
+        )
 
     def _get_json(self, url: str, params: dict[str, str] | None = None) -> FetchedDocument:
         response = self._request("GET", url, params=params)
@@ -191,5 +227,5 @@ class ProviderHttp:
                 pass
             finally:
                 response.close()
-            self._raise_for(response, "GET", shown)
+            self._raise_for(response, "GET", shown, credentials=client is self._http)
         return response

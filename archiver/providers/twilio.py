@@ -1,8 +1,10 @@
-"""Twilio Conversational Intelligence v2 client (httpx, Basic auth with the account SID and auth
-token, form-encoded requests, explicit timeouts).
+"""Twilio Conversational Intelligence v2 client (httpx, Basic auth with an API key or the account
+SID and auth token, form-encoded requests, explicit timeouts).
 
 Lists are followed by ``meta.next_page_url``, but only while it stays on the configured base URL.
-Media URLs are fetched without credentials, and only from the configured media hosts.
+Media URLs are fetched without credentials, and only from the configured media hosts. A 401/403 is
+:class:`~archiver.providers.errors.CredentialsRefused` (a problem of the account), once the secret
+has been read again from its file, if it came from one.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import httpx
 
 from archiver.clock import Clock, SystemClock
 from archiver.ids import validate
+from archiver.providers.credentials import RereadableBasicAuth, SecretSource
 from archiver.providers.errors import ProviderRejected, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
 
@@ -57,20 +60,24 @@ class TwilioClient(ProviderHttp):
         *,
         base_url: str,
         account_sid: str,
-        auth_token: str,
+        secret: str | SecretSource,
         media_hosts: list[str],
+        username: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        """``username``: an API key SID (SK…) whose ``secret`` is the key's secret; by default the
+        account SID, whose ``secret`` is the auth token."""
         self.account_sid = validate("twilio_account", account_sid)
         self.media_hosts = media_hosts
         self._clock = clock or SystemClock()
         limits = httpx.Limits(max_connections=10, max_keepalive_connections=5)
+        secret = secret if isinstance(secret, SecretSource) else SecretSource(secret)
         self._http = httpx.Client(
-            auth=httpx.BasicAuth(account_sid, auth_token),
+            auth=RereadableBasicAuth(username or account_sid, secret, self.base_url, "Twilio credentials"),
             timeout=timeouts(connect_timeout, read_timeout),
             limits=limits,
             transport=transport,
@@ -89,6 +96,10 @@ class TwilioClient(ProviderHttp):
     def close(self) -> None:
         self._http.close()
         self._media.close()
+
+    def check_credentials(self) -> None:
+        """Raise unless Twilio accepts the credentials now (the cheapest authenticated request)."""
+        self._get_json(f"{self.base_url}/v2/Services?PageSize=1")
 
     def transcript_url(self, sid: str) -> str:
         return f"{self.base_url}/v2/Transcripts/{validate('twilio_transcript', sid)}"
