@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from archiver.db.models import ArchiveItem, ArtifactKind, BackfillRun, BackfillState, ItemState, Provider
 from archiver.ids import InvalidId, validate
+from archiver.pipeline.accounts import pause_account
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_BACKFILL
 from archiver.pipeline.events import Action, AnnouncedItem, get_or_create_item
@@ -168,10 +169,32 @@ def fail_run(ctx: PipelineContext, run_id: int, reason: str) -> None:
     log.error("backfill run %d failed: %s", run_id, reason)
 
 
+def wait_for_account(ctx: PipelineContext, run_id: int, provider: str, account_id: str, reason: str) -> None:
+    """The provider refused the account's credentials during a slice: pause the account; the run
+    waits (a due time, swept by :func:`resume_orphaned_runs`), it does not fail."""
+    now = ctx.clock.now()
+    with ctx.db.transaction() as uow:
+        account = pause_account(uow.session, ctx.settings, provider, account_id, reason, now)
+        run = uow.session.get(BackfillRun, run_id, with_for_update=True)
+        if run is not None and run.state == BackfillState.RUNNING:
+            run.due_at, run.updated_at = account.check_at, now
+            run.last_error = f"waiting for the account: {reason}"
+
+
+def run_account(ctx: PipelineContext, run_id: int) -> str:
+    """The provider account a run lists: a Bandwidth run's scope; Twilio's configured account."""
+    with ctx.db.sessionmaker() as session:
+        run = session.get(BackfillRun, run_id)
+        if run is None:
+            raise BackfillError(f"no backfill run {run_id}")
+        return run.scope if run.provider == Provider.BANDWIDTH else str(ctx.settings.twilio_account_sid)
+
+
 def resume_orphaned_runs(ctx: PipelineContext) -> int:
     """Send again every running run that nobody works on: its last message was lost (a task killed
-    by its time limit, a broker restarted) or never sent. Dry runs are driven by their own command.
-    A duplicate message is harmless: only one worker can hold a run."""
+    by its time limit, a broker restarted) or never sent, or it waited for its account and is due.
+    Dry runs are driven by their own command. A duplicate message is harmless: only one worker can
+    hold a run."""
     now = ctx.clock.now()
     stale = now - timedelta(seconds=ctx.settings.requeue_after_seconds)
     with ctx.db.transaction() as uow:
@@ -181,14 +204,16 @@ def resume_orphaned_runs(ctx: PipelineContext) -> int:
                 BackfillRun.state == BackfillState.RUNNING,
                 BackfillRun.dry_run.is_(False),
                 (BackfillRun.lease_owner.is_(None)) | (BackfillRun.lease_expires_at < now),
-                BackfillRun.updated_at < stale,
+                ((BackfillRun.due_at.is_(None)) & (BackfillRun.updated_at < stale))
+                | (BackfillRun.due_at <= now),
             )
             .with_for_update(skip_locked=True)
         ).all()
         for run in runs:
-            run.updated_at = now
+            if run.due_at is None:
+                log.warning("backfill run %d had no worker for a while: sent again", run.id)
+            run.updated_at, run.due_at = now, None
             uow.after_commit(partial(ctx.dispatcher.enqueue_backfill, run.id))
-            log.warning("backfill run %d had no worker for a while: sent again", run.id)
     return len(runs)
 
 

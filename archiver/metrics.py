@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from archiver.db.models import ArchivedObject, ArchiveItem, ItemState
+from archiver.db.models import AccountState, ArchivedObject, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,17 @@ class PipelineCollector(Collector):
                     select(func.count()).where(ArchiveItem.deletion_requested_at.is_not(None))
                 )
                 confirmed = session.scalar(select(func.count()).where(ArchiveItem.purged_at.is_not(None)))
+                paused = (
+                    session.execute(
+                        select(ProviderAccount.provider, ProviderAccount.pause_reason, func.count())
+                        .where(ProviderAccount.state == AccountState.PAUSED)
+                        .group_by(ProviderAccount.provider, ProviderAccount.pause_reason)
+                    )
+                    .tuples()
+                    .all()
+                )
             data = {
+                "paused": paused,
                 "states": states,
                 "archived_bytes": int(archived_bytes or 0),
                 "objects": int(objects or 0),
@@ -169,14 +179,30 @@ class PipelineCollector(Collector):
         )
         confirmed.add_metric([], data["confirmed"])
         yield confirmed
+        paused = GaugeMetricFamily(
+            "archiver_accounts_paused",
+            "Provider accounts paused (their items wait): credentials refused",
+            labels=["provider", "reason"],
+        )
+        for provider, reason, count in data["paused"]:
+            paused.add_metric([provider, reason or ""], int(count))
+        yield paused
         limited = CounterMetricFamily(
             "archiver_provider_rate_limited", "Provider answers 429, all workers", labels=["provider"]
         )
+        refused = CounterMetricFamily(
+            "archiver_provider_auth_failures",
+            "Provider refusals of the account's credentials (token endpoint or API 401/403), all workers",
+            labels=["provider"],
+        )
         try:
-            for provider, value in sorted(
-                (self._counters.read("provider_429") if self._counters else {}).items()
-            ):
-                limited.add_metric([provider], value)
+            if self._counters is not None:
+                for provider, value in sorted(self._counters.read("provider_429").items()):
+                    limited.add_metric([provider], value)
+                failures = self._counters.read("provider_auth_failures")
+                for provider in sorted({"bandwidth", "twilio", *failures}):  # 0 from the start, for alerts
+                    refused.add_metric([provider], failures.get(provider, 0))
         except redis.RedisError as exc:
             log.warning("shared counters unavailable: %s", exc)
         yield limited
+        yield refused

@@ -1,4 +1,4 @@
-"""``archiver status``: items per state and the dead letters with their reasons."""
+"""``archiver status``: items per state, paused accounts, and the dead letters with their reasons."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from archiver.config import Settings
-from archiver.db.models import ArchiveItem, ItemState
+from archiver.db.models import ArchiveItem, ItemState, PauseReason, ProviderAccount
 from archiver.db.session import Database
+from archiver.pipeline.accounts import PROVIDER_NAMES, paused_accounts
 from archiver.retention import at_risk
 
 
@@ -35,10 +36,12 @@ def collect_status(
         )
         dead = session.scalars(dead_letters_query(dead_letter_limit)).all()
         rejected = counts.get(ItemState.REJECTED.value, 0)
+        paused = [_paused(session, account) for account in paused_accounts(session)]
     status: dict[str, Any] = {
         "items_by_state": {state.value: int(counts.get(state.value, 0)) for state in ItemState},
         "total": int(sum(counts.values())),
         "rejected": int(rejected),
+        "paused_accounts": paused,
         "dead_letters": [
             {
                 "id": item.id,
@@ -57,11 +60,46 @@ def collect_status(
     return status
 
 
+def _paused(session: Any, account: ProviderAccount) -> dict[str, Any]:
+    waiting = session.scalar(
+        select(func.count()).where(
+            ArchiveItem.provider == account.provider,
+            ArchiveItem.account_id == account.account_id,
+            ArchiveItem.last_error.like("waiting for the account:%"),
+        )
+    )
+    return {
+        "provider": account.provider,
+        "account_id": account.account_id,
+        "reason": account.pause_reason,
+        "since": account.paused_since.isoformat() if account.paused_since else None,
+        "message": account.message,
+        "refusals": account.refusals,
+        "next_check": account.check_at.isoformat() if account.check_at else None,
+        "items_waiting": int(waiting or 0),
+    }
+
+
+def pause_headline(entry: dict[str, Any]) -> str:
+    """ "Bandwidth credentials refused since T" (the reason in words, as operators read it)."""
+    provider = PROVIDER_NAMES.get(entry["provider"], entry["provider"])
+    what = (
+        "credentials refused" if entry["reason"] == PauseReason.CREDENTIALS else f"paused ({entry['reason']})"
+    )
+    return f"{provider} {what} since {entry['since']}"
+
+
 def format_status(status: dict[str, Any]) -> str:
     lines = ["Items by state:"]
     for state, count in status["items_by_state"].items():
         lines.append(f"  {state:<20} {count:>8}")
     lines.append(f"  {'total':<20} {status['total']:>8}")
+    for entry in status.get("paused_accounts", []):
+        lines.append(
+            f"PAUSED: {pause_headline(entry)} (account {entry['account_id']}): {entry['message']}\n"
+            f"  {entry['items_waiting']} item(s) waiting; nothing is dead-lettered or deleted meanwhile; "
+            f"credentials checked again at {entry['next_check']}"
+        )
     dead = status["dead_letters"]
     lines.append(f"Dead letters: {len(dead)}" + (" (most recent first)" if dead else ""))
     for entry in dead:

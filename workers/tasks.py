@@ -14,7 +14,7 @@ from celery import Task
 from celery.signals import worker_process_init
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from archiver.backfill import fail_run, run_backfill
+from archiver.backfill import fail_run, run_account, run_backfill, wait_for_account
 from archiver.config import get_settings
 from archiver.logging import log_context
 from archiver.pipeline.context import PipelineContext
@@ -29,7 +29,7 @@ from archiver.pipeline.dispatch import (
     Step,
     relay_messages,
 )
-from archiver.pipeline.retry import Retry
+from archiver.pipeline.retry import PauseAccount, Retry
 from archiver.pipeline.steps import Outcome, run_step
 from archiver.pipeline.sweeper import sweep_due_items
 from archiver.pipeline.twilio_transcripts import request_transcript
@@ -178,6 +178,9 @@ def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignor
         result = run_backfill(ctx, run_id, budget_seconds=BACKFILL_SLICE_SECONDS)
     except ProviderError as error:
         decision = ctx.retry_policy.decide(error, min(self.request.retries, ctx.settings.max_attempts - 2))
+        if isinstance(decision, PauseAccount):
+            wait_for_account(ctx, run_id, decision.provider, run_account(ctx, run_id), decision.reason)
+            return {"run_id": run_id, "state": "waiting for the account", "reason": decision.reason}
         if isinstance(decision, Retry):
             raise self.retry(
                 countdown=min(decision.delay, ctx.settings.max_countdown_seconds), exc=None

@@ -245,3 +245,41 @@ class BackfillRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: A run waiting for its provider account (credentials refused): sent again at this time.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AccountState(enum.StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # ``pause_reason`` says why; its items wait, nothing is dead-lettered
+
+
+class PauseReason(enum.StrEnum):
+    CREDENTIALS = "credentials"  # the provider refuses the account's API credentials
+
+
+class ProviderAccount(Base):
+    """What the archive knows of one provider account as a whole. A problem of the account (its
+    credentials refused) pauses it: its items wait without spending attempts, and its credentials are
+    checked again at ``check_at`` (doubling, up to ``ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS``) until the
+    provider accepts them; then its items resume."""
+
+    __tablename__ = "provider_accounts"
+    __table_args__ = (UniqueConstraint("provider", "account_id", name="uq_provider_accounts_account"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    account_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=AccountState.ACTIVE)
+    pause_reason: Mapped[str | None] = mapped_column(String(32))
+    #: The provider's own words, as last received (never a secret: errors carry none).
+    message: Mapped[str | None] = mapped_column(Text)
+    paused_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: Refusals seen since the pause began (items and checks).
+    refusals: Mapped[int] = mapped_column(Integer, default=0)
+    #: Checks of the credentials made since the pause began; the next waits twice as long.
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The last ERROR logged about the pause (one per interval, whichever process logs it).
+    logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -5,7 +5,9 @@
 * transient failures (5xx, connection errors, storage errors, failed verification) back off with
   full jitter and count as attempts; after ``max_attempts`` the item is dead-lettered;
 * permanent failures (other 4xx, invalid ids or bodies) are dead-lettered at once;
-* "not ready yet" (a recording still processing) waits without counting as an attempt.
+* "not ready yet" (a recording still processing) waits without counting as an attempt;
+* the provider refusing the account's credentials pauses the account: the item is not at fault, so
+  it spends no attempt and is never dead-lettered; it waits for the account (a due time).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.ids import InvalidId
 from archiver.media import MediaInvalid
-from archiver.providers.errors import ProviderError, RateLimited
+from archiver.providers.errors import CredentialsRefused, ProviderError, RateLimited
 from archiver.storage import VerificationFailed
 
 
@@ -46,7 +48,15 @@ class DeadLetter:
     reason: str
 
 
-Decision = Retry | DeadLetter
+@dataclass(frozen=True)
+class PauseAccount:
+    """The account's credentials were refused: pause the account; the item waits for it."""
+
+    provider: str
+    reason: str
+
+
+Decision = Retry | DeadLetter | PauseAccount
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class RetryPolicy:
 
     def decide(self, error: BaseException, attempts_so_far: int) -> Decision:
         reason = f"{type(error).__name__}: {error}"[:2000]
+        if isinstance(error, CredentialsRefused):
+            return PauseAccount(error.provider, reason)
         if isinstance(error, NotReady):
             return Retry(delay=error.delay, counts_as_attempt=False, reason=reason)
         if isinstance(error, RateLimited):

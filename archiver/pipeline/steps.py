@@ -30,11 +30,12 @@ from sqlalchemy import delete, select
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, TranscriptionState, TranscriptSegment
 from archiver.db.session import UnitOfWork
 from archiver.logging import log_context
+from archiver.pipeline.accounts import pause_account
 from archiver.pipeline.artifacts import ArchiveResult, NothingToArchive, deletion_scope, handler_for
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, STEP_STATE, Step, schedule_now
 from archiver.pipeline.leases import ClaimStatus, claim, release, reload_owned, transition
-from archiver.pipeline.retry import DeadLetter, PermanentStepError
+from archiver.pipeline.retry import DeadLetter, PauseAccount, PermanentStepError
 from archiver.storage import StoredObject
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,15 @@ def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error
         if owned is None:
             return StepResult(Outcome.LOST_LEASE, str(error))
         release(owned)
+        if isinstance(decision, PauseAccount):
+            # The account's problem, not the item's: no attempt spent, never dead-lettered. The
+            # item is due, but the sweeper sends nothing of a paused account until it resumes.
+            pause_account(uow.session, ctx.settings, item.provider, item.account_id, decision.reason, now)
+            owned.last_error = f"waiting for the account: {decision.reason}"
+            owned.updated_at = owned.due_at = now
+            owned.enqueued_at = None
+            log.info("%s: waiting for its account (%s): %s", item.ref, state, decision.reason)
+            return StepResult(Outcome.WAITING, owned.last_error)
         if isinstance(decision, DeadLetter):
             owned.failed_state = owned.state
             owned.last_error = decision.reason

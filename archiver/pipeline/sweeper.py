@@ -1,7 +1,8 @@
 """The sweeper (run by beat): re-enqueues every item whose step is due and that nobody holds.
 
 This is how every wait longer than a Celery countdown ends: a long Retry-After, the purge window, a
-lease left by a killed worker, a message lost with a restarted broker. On PostgreSQL the batch is
+lease left by a killed worker, a message lost with a restarted broker, an account paused while its
+credentials are refused (checked again here, its items held back until it resumes). On PostgreSQL the batch is
 selected ``FOR UPDATE SKIP LOCKED`` so that overlapping sweeps never take the same rows.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, not_, or_, select
 
 from archiver.backfill import resume_orphaned_runs
 from archiver.db.models import ACTIVE_STATES, ArchiveItem
+from archiver.pipeline.accounts import check_paused_accounts, not_paused
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, queue_for
 from archiver.retention import at_risk
@@ -60,6 +62,7 @@ def _resend_due(now: datetime, requeue_after: float, busy_queues: set[str]) -> C
 
 def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     report = SweepReport()
+    check_paused_accounts(ctx)  # first: an account resumed now has its items swept in this sweep
     batch_size = ctx.settings.sweep_batch_size
     backlog = ctx.dispatcher.backlog() or {}
     busy_queues = {queue for queue, depth in backlog.items() if depth > batch_size}
@@ -73,6 +76,7 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
                     ArchiveItem.due_at <= now,
                     or_(ArchiveItem.lease_owner.is_(None), ArchiveItem.lease_expires_at < now),
                     _resend_due(now, ctx.settings.requeue_after_seconds, busy_queues),
+                    not_paused(),  # a paused account's items wait for it (pipeline/accounts.py)
                 )
                 .order_by(ArchiveItem.due_at)
                 .limit(batch_size)

@@ -1,0 +1,176 @@
+"""Provider accounts paused while the provider refuses their credentials (invariant 6).
+
+A problem of an account is not a problem of its items. When the provider refuses an account's
+credentials (the token endpoint refuses the client; the API answers 401/403 to a new token):
+
+* the step that met the refusal pauses the account (:func:`pause_account`), in the transaction that
+  records the item's failure; the item spends no attempt, is never dead-lettered, and waits;
+* while the account is paused the sweeper sends none of its items (:func:`not_paused`); an item
+  whose message was already on its way fails fast (its process remembers the refusal) and waits;
+* the sweeper checks the credentials again when the account's ``check_at`` is due
+  (:func:`check_paused_accounts`): a new token and the cheapest authenticated request, the secret
+  file read again if refused. Refused: the next check waits twice as long, up to
+  ``ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS``. Accepted: the account is active again, and its waiting
+  items, all due, are swept at once. Nothing is lost, nothing was deleted meanwhile.
+
+An ERROR is logged when the pause begins, then at most once per maximum interval, by whichever
+process sees the refusal; ``archiver status`` and the metrics show the pause and the provider's words.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
+from archiver.config import Settings
+from archiver.db.models import AccountState, ArchiveItem, PauseReason, Provider, ProviderAccount
+from archiver.db.upsert import insert_ignore
+from archiver.pipeline.context import PipelineContext
+from archiver.providers.errors import CredentialsRefused
+
+__all__ = ["check_paused_accounts", "not_paused", "pause_account", "paused_accounts"]
+
+log = logging.getLogger(__name__)
+
+PROVIDER_NAMES = {Provider.BANDWIDTH.value: "Bandwidth", Provider.TWILIO.value: "Twilio"}
+
+
+def _locked(session: Session, provider: str, account_id: str, now: datetime) -> ProviderAccount:
+    """The account's row, created if new, locked until the transaction ends."""
+    insert_ignore(
+        session,
+        ProviderAccount.__table__,  # type: ignore[arg-type]
+        {
+            "provider": provider,
+            "account_id": account_id,
+            "state": AccountState.ACTIVE.value,
+            "refusals": 0,
+            "checks": 0,
+            "updated_at": now,
+        },
+        ["provider", "account_id"],
+    )
+    return session.scalars(
+        select(ProviderAccount)
+        .where(ProviderAccount.provider == provider, ProviderAccount.account_id == account_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def _log_once_per_interval(row: ProviderAccount, settings: Settings, now: datetime) -> None:
+    interval = timedelta(seconds=settings.account_pause_max_seconds)
+    if row.logged_at is not None and now - row.logged_at < interval:
+        return
+    row.logged_at = now
+    assert row.paused_since is not None and row.check_at is not None
+    log.error(
+        "%s credentials refused since %s for account %s: %s. Its items wait (no attempt spent, nothing "
+        "dead-lettered, nothing deleted); the credentials are checked again at %s",
+        PROVIDER_NAMES.get(row.provider, row.provider),
+        row.paused_since.isoformat(timespec="seconds"),
+        row.account_id,
+        row.message,
+        row.check_at.isoformat(timespec="seconds"),
+    )
+
+
+def pause_account(
+    session: Session, settings: Settings, provider: str, account_id: str, message: str, now: datetime
+) -> ProviderAccount:
+    """Pause the account (or keep it paused) because its credentials were refused; in the caller's
+    transaction."""
+    row = _locked(session, provider, account_id, now)
+    if row.state != AccountState.PAUSED:
+        row.state, row.pause_reason, row.paused_since = AccountState.PAUSED, PauseReason.CREDENTIALS, now
+        row.refusals, row.checks, row.logged_at = 0, 0, None
+        row.check_at = now + timedelta(seconds=settings.account_pause_seconds)
+    row.refusals += 1
+    row.message = message[:2000]
+    row.updated_at = now
+    _log_once_per_interval(row, settings, now)
+    return row
+
+
+def not_paused() -> ColumnElement[bool]:
+    """A filter on archive items: the item's account is not paused."""
+    return ~exists().where(
+        ProviderAccount.provider == ArchiveItem.provider,
+        ProviderAccount.account_id == ArchiveItem.account_id,
+        ProviderAccount.state == AccountState.PAUSED,
+    )
+
+
+def paused_accounts(session: Session) -> list[ProviderAccount]:
+    return list(
+        session.scalars(
+            select(ProviderAccount)
+            .where(ProviderAccount.state == AccountState.PAUSED)
+            .order_by(ProviderAccount.provider, ProviderAccount.account_id)
+        )
+    )
+
+
+def _next_check(settings: Settings, checks: int) -> timedelta:
+    return timedelta(
+        seconds=min(settings.account_pause_max_seconds, settings.account_pause_seconds * 2**checks)
+    )
+
+
+def _check_credentials(ctx: PipelineContext, provider: str, account_id: str) -> None:
+    if provider == Provider.BANDWIDTH:
+        ctx.bandwidth.check_credentials(account_id)
+    else:
+        ctx.twilio.check_credentials()
+
+
+def check_paused_accounts(ctx: PipelineContext) -> int:
+    """Check the credentials of every paused account whose check is due; the count resumed.
+
+    Each due account is claimed first (its next check moved on, ``SKIP LOCKED``), so overlapping
+    sweeps never check one account twice; the check itself runs outside any transaction."""
+    now = ctx.clock.now()
+    with ctx.db.transaction() as uow:
+        due = uow.session.scalars(
+            select(ProviderAccount)
+            .where(ProviderAccount.state == AccountState.PAUSED, ProviderAccount.check_at <= now)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in due:
+            row.checks += 1
+            row.check_at = now + _next_check(ctx.settings, row.checks)
+        claimed = [(row.provider, row.account_id) for row in due]
+    resumed = 0
+    for provider, account_id in claimed:
+        try:
+            _check_credentials(ctx, provider, account_id)
+        except CredentialsRefused as refused:
+            with ctx.db.transaction() as uow:
+                pause_account(uow.session, ctx.settings, provider, account_id, str(refused), ctx.clock.now())
+            continue
+        except Exception as exc:  # unreachable, busy, 5xx: no answer about the credentials
+            log.warning("credentials of %s account %s not checked (next time): %s", provider, account_id, exc)
+            continue
+        resumed += _resume(ctx, provider, account_id)
+    return resumed
+
+
+def _resume(ctx: PipelineContext, provider: str, account_id: str) -> int:
+    now = ctx.clock.now()
+    with ctx.db.transaction() as uow:
+        row = _locked(uow.session, provider, account_id, now)
+        if row.state != AccountState.PAUSED:
+            return 0
+        since = row.paused_since
+        row.state, row.pause_reason, row.check_at = AccountState.ACTIVE, None, None
+        row.updated_at = now
+    log.warning(
+        "%s credentials accepted again for account %s (refused since %s): its items resume",
+        PROVIDER_NAMES.get(provider, provider),
+        account_id,
+        since.isoformat(timespec="seconds") if since else "?",
+    )
+    return 1
