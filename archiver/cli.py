@@ -92,13 +92,26 @@ def cmd_simulator(args: argparse.Namespace) -> int:
             args.rate_limit, burst, args.retry_after_format
         )
         faults.rate_limits[f"twilio:{args.twilio_account_sid}"] = TokenBucket(args.rate_limit, burst)
+    api_keys = {}
+    if args.twilio_api_key_sid:
+        api_keys[args.twilio_api_key_sid] = os.environ.get("SIMULATOR_TWILIO_API_KEY_SECRET", "")
+        if not api_keys[args.twilio_api_key_sid]:
+            raise SystemExit("--twilio-api-key-sid needs SIMULATOR_TWILIO_API_KEY_SECRET")
     config = SimulatorConfig(
-        username=args.username,
-        password=os.environ.get("SIMULATOR_PASSWORD", args.password),
+        client_id=args.client_id,
+        client_secret=os.environ.get("SIMULATOR_CLIENT_SECRET", args.client_secret),
+        token_lifetime=args.token_lifetime,
+        legacy_username=args.username if args.legacy_basic_auth else None,
+        legacy_password=os.environ.get("SIMULATOR_PASSWORD", args.password)
+        if args.legacy_basic_auth
+        else None,
         admin_token=os.environ.get("SIMULATOR_ADMIN_TOKEN", args.admin_token),
         account_id=args.account_id,
+        list_order=args.list_order,
         twilio_account_sid=args.twilio_account_sid,
         twilio_auth_token=os.environ.get("SIMULATOR_TWILIO_AUTH_TOKEN", args.twilio_auth_token),
+        twilio_secondary_auth_token=os.environ.get("SIMULATOR_TWILIO_SECONDARY_AUTH_TOKEN"),
+        twilio_api_keys=api_keys,
         public_root=(args.public_url or f"http://{args.host}:{args.port}").rstrip("/"),
         seed=args.seed,
         intake=IntakeTarget(
@@ -112,7 +125,17 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         twilio_webhook_format=args.twilio_webhook_format,
         duplicate_webhooks=args.duplicate_webhooks,
     )
-    configure_logging("INFO", [config.password, config.admin_token, config.twilio_auth_token])
+    configure_logging(
+        "INFO",
+        [
+            config.client_secret,
+            config.legacy_password or "",
+            config.admin_token,
+            config.twilio_auth_token,
+            config.twilio_secondary_auth_token or "",
+            *api_keys.values(),
+        ],
+    )
     print(
         f"simulator: Bandwidth API at {config.bandwidth_base_url}, Twilio API at {config.public_root}/v2, "
         f"admin API at {config.public_root}/admin",
@@ -236,8 +259,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="run the provider simulator")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=9000)
-    sim.add_argument("--username", default="sim-user", help="Basic user the API demands")
+    sim.add_argument("--client-id", default="sim-client", help="Bandwidth OAuth client id")
+    sim.add_argument("--client-secret", default="sim-client-secret", help="(or SIMULATOR_CLIENT_SECRET)")
+    sim.add_argument("--token-lifetime", type=float, default=3600.0, help="Bandwidth tokens' lifetime, s")
+    sim.add_argument(
+        "--legacy-basic-auth",
+        action="store_true",
+        help="also accept the decommissioned API user (--username/--password) with HTTP Basic",
+    )
+    sim.add_argument("--username", default="sim-user", help="the legacy API user (--legacy-basic-auth)")
     sim.add_argument("--password", default="sim-password", help="(or SIMULATOR_PASSWORD)")
+    sim.add_argument(
+        "--list-order",
+        choices=["oldest-first", "newest-first", "shuffled"],
+        default="oldest-first",
+        help="order of the capped account recordings list (Bandwidth documents none)",
+    )
     sim.add_argument("--admin-token", default="sim-admin-token", help="(or SIMULATOR_ADMIN_TOKEN)")
     sim.add_argument("--account-id", default="9900000")
     sim.add_argument("--seed", type=int, default=1)
@@ -245,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--twilio-account-sid", default="AC" + "0" * 32)
     sim.add_argument(
         "--twilio-auth-token", default="sim-twilio-token", help="(or SIMULATOR_TWILIO_AUTH_TOKEN)"
+    )
+    sim.add_argument(
+        "--twilio-api-key-sid",
+        help="an API key (SK…) the API accepts; its secret: SIMULATOR_TWILIO_API_KEY_SECRET",
     )
     sim.add_argument("--intake-url", help="where Bandwidth webhooks are delivered")
     sim.add_argument("--twilio-intake-url", help="where Twilio webhooks go when a Service names none")

@@ -134,6 +134,8 @@ def test_twilio_operations_match_the_spec(world):
         tw.get(
             f"/v2/Transcripts/{sid}/OperatorResults/{operators.json()['operator_results'][0]['operator_sid']}"
         ),
+        tw.get(f"/v2/Transcripts/{sid}/Sentences/Encrypted", params={"Redacted": "false"}),
+        tw.get(f"/v2/Transcripts/{sid}/OperatorResults/Encrypted", params={"Redacted": "false"}),
         tw.delete(f"/v2/Transcripts/{sid}"),
         tw.delete(f"/v2/Services/{service_sid}"),
     ]
@@ -143,6 +145,8 @@ def test_twilio_operations_match_the_spec(world):
         200,
         200,
         202,
+        200,
+        200,
         200,
         200,
         200,

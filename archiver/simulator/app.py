@@ -15,7 +15,7 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -26,10 +26,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.simulator.bandwidth_api import BandwidthApi
+from archiver.simulator.credentials import BandwidthOAuth, TwilioCredentials
 from archiver.simulator.faults import FaultRule, Faults, TokenBucket
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.scenarios import Scenario, populate
-from archiver.simulator.state import Deletable, Recording, World
+from archiver.simulator.state import LIST_ORDERS, Deletable, ListOrder, Recording, World
 from archiver.simulator.twilio_api import TwilioApi
 from archiver.simulator.webhooks import (
     IntakeTarget,
@@ -49,12 +50,22 @@ log = logging.getLogger("archiver.simulator")
 
 @dataclass
 class SimulatorConfig:
-    username: str = "sim-user"
-    password: str = "sim-password"  # noqa: S105 - the simulator's own default
+    #: Bandwidth API credentials (OAuth 2.0 client credentials) and its tokens' lifetime.
+    client_id: str = "sim-client"
+    client_secret: str = "sim-client-secret"  # noqa: S105 - the simulator's own default
+    token_lifetime: float = 3600.0
+    #: The decommissioned API user (HTTP Basic), accepted only when set: ``--legacy-basic-auth``.
+    legacy_username: str | None = None
+    legacy_password: str | None = None
     admin_token: str = "sim-admin-token"  # noqa: S105
     account_id: str = "9900000"
+    #: The order of the capped account recordings list: Bandwidth documents none.
+    list_order: ListOrder = "oldest-first"
     twilio_account_sid: str = "AC" + "0" * 32
     twilio_auth_token: str = "sim-twilio-token"  # noqa: S105
+    twilio_secondary_auth_token: str | None = None
+    #: Twilio API keys: SID (SK…) → secret.
+    twilio_api_keys: dict[str, str] = field(default_factory=dict)
     #: Where the simulator is reached; Bandwidth URLs are ``{root}/api/v2/…``, Twilio's ``{root}/v2/…``.
     public_root: str = "http://127.0.0.1:9000"
     seed: int = 1
@@ -77,29 +88,34 @@ AdminHandler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
 
 def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) -> Starlette:
     world = World(
-        seed=config.seed, bandwidth_account_id=config.account_id, twilio_account_sid=config.twilio_account_sid
+        seed=config.seed,
+        bandwidth_account_id=config.account_id,
+        twilio_account_sid=config.twilio_account_sid,
+        list_order=config.list_order,
     )
     fault_state = faults or Faults()
 
     def guard(provider: str, authenticate: Any, error: Any) -> ApiGuard:
         return ApiGuard(world, fault_state, provider, authenticate, error)
 
-    bandwidth = BandwidthApi(
-        world,
-        guard,
-        config.username,
-        config.password,
-        config.bandwidth_base_url,
-        on_transcription_requested=lambda _r: None,
+    legacy = config.legacy_username, config.legacy_password
+    oauth = BandwidthOAuth(
+        config.client_id,
+        [config.client_secret],
+        world.clock.now,
+        token_lifetime=config.token_lifetime,
+        legacy_user=(legacy[0], legacy[1]) if legacy[0] and legacy[1] else None,
     )
-    twilio = TwilioApi(
-        world,
-        guard,
+    twilio_credentials = TwilioCredentials(
         config.twilio_account_sid,
         config.twilio_auth_token,
-        config.public_root,
-        config.public_root,
+        config.twilio_secondary_auth_token,
+        dict(config.twilio_api_keys),
     )
+    bandwidth = BandwidthApi(
+        world, guard, oauth, config.bandwidth_base_url, on_transcription_requested=lambda _r: None
+    )
+    twilio = TwilioApi(world, guard, twilio_credentials, config.public_root, config.public_root)
     media_guard = ApiGuard(world, fault_state, "twilio-media", lambda _r: "media", twilio._error)
 
     # --- simulated time: what becomes due --------------------------------------------------------
@@ -187,9 +203,16 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         return results
 
     async def _send_twilio(
-        client: httpx.AsyncClient, url: str, method: str, fmt: Any, params: dict[str, str]
+        client: httpx.AsyncClient,
+        url: str,
+        method: str,
+        fmt: Any,
+        params: dict[str, str],
+        signing_token: str | None = None,
     ) -> dict[str, Any]:
-        outcome = await deliver_twilio(client, url, method, fmt, config.twilio_auth_token, params)
+        """Signed as Twilio signs: with the primary auth token (unless told otherwise)."""
+        token = signing_token or twilio_credentials.auth_token
+        outcome = await deliver_twilio(client, url, method, fmt, token, params)
         log.info("webhook twilio transcript_available -> %s: %s", url, outcome)
         return outcome
 
@@ -235,7 +258,10 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     async def reset(_request: Request, body: dict[str, Any]) -> Response:
         async with delivering:
             world.reset(body.get("seed"))
+            world.list_order = config.list_order
             fault_state.clear()
+            oauth.reset()
+            twilio_credentials.reset()
             config.drop_callbacks = False
         return JSONResponse({"ok": True})
 
@@ -372,8 +398,14 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                         body.get("method") or (service.webhook_http_method if service else None) or "POST"
                     )
                     fmt = body.get("format", config.twilio_webhook_format)
+                    signing = body.get("signing_token") or (
+                        twilio_credentials.secondary_auth_token
+                        if body.get("sign_with") == "secondary"
+                        else None
+                    )
                     for _ in range(times):
-                        outcome = await _send_twilio(client, url, method, fmt, transcript_available_params(t))
+                        params = transcript_available_params(t)
+                        outcome = await _send_twilio(client, url, method, fmt, params, signing)
                         results.append({"id": t.sid, **outcome})
                 return JSONResponse({"deliveries": results})
             target = _bandwidth_target(
@@ -433,6 +465,28 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                     payload["mediaUrl"] = body["media_url"]
                 out.append((payload, r.recording_id))
         return out
+
+    async def bandwidth_oauth(request: Request, body: dict[str, Any]) -> Response:
+        """GET: the credential's state (no secret, no token); PUT: ``token_lifetime``,
+        ``client_secret``/``client_secrets`` (a rotation), ``accounts`` (the scope)."""
+        if request.method == "PUT":
+            oauth.configure(body)
+        return JSONResponse(oauth.describe())
+
+    async def revoke_tokens(_request: Request, _body: dict[str, Any]) -> Response:
+        return JSONResponse({"revoked": oauth.revoke_all()})
+
+    async def twilio_credentials_admin(request: Request, body: dict[str, Any]) -> Response:
+        if request.method == "PUT":
+            twilio_credentials.configure(body)
+        return JSONResponse(twilio_credentials.describe())
+
+    async def list_order(request: Request, body: dict[str, Any]) -> Response:
+        if request.method == "PUT":
+            if body.get("order") not in LIST_ORDERS:
+                raise ValueError(f"order must be one of {', '.join(LIST_ORDERS)}")
+            world.list_order = body["order"]
+        return JSONResponse({"order": world.list_order})
 
     async def get_faults(_request: Request, _body: dict[str, Any]) -> Response:
         return JSONResponse(fault_state.as_dict())
@@ -516,6 +570,10 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             Route("/admin/twilio/transcripts", admin(create_twilio_transcripts), methods=["POST"]),
             Route("/admin/twilio/transcripts", admin(list_twilio_transcripts), methods=["GET"]),
             Route("/admin/webhooks", admin(send_webhooks), methods=["POST"]),
+            Route("/admin/bandwidth/oauth", admin(bandwidth_oauth), methods=["GET", "PUT"]),
+            Route("/admin/bandwidth/oauth/revoke", admin(revoke_tokens), methods=["POST"]),
+            Route("/admin/bandwidth/list-order", admin(list_order), methods=["GET", "PUT"]),
+            Route("/admin/twilio/credentials", admin(twilio_credentials_admin), methods=["GET", "PUT"]),
             Route("/admin/faults", admin(get_faults), methods=["GET"]),
             Route("/admin/faults", admin(set_faults), methods=["PUT", "POST"]),
             Route("/admin/rate-limits", admin(set_rate_limits), methods=["PUT", "POST"]),

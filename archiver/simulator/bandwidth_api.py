@@ -1,10 +1,9 @@
 """Bandwidth Voice API (``/api/v2``): recordings, their media and transcriptions, real-time
-transcriptions; Basic auth; ``{type, description, id}`` error bodies (CONTRACTS.md §1)."""
+transcriptions; OAuth 2.0 bearer tokens from ``/api/v1/oauth2/token`` (:mod:`.credentials`);
+``{type, description, id}`` error bodies (docs/providers.md)."""
 
 from __future__ import annotations
 
-import base64
-import hmac
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -14,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from archiver.simulator.credentials import BandwidthOAuth
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.media import CONTENT_TYPES, iter_media
 from archiver.simulator.state import Recording, World
@@ -56,21 +56,20 @@ class BandwidthApi:
         self,
         world: World,
         guard_factory: Callable[..., ApiGuard],
-        username: str,
-        password: str,
+        oauth: BandwidthOAuth,
         base_url: str,
         on_transcription_requested: Callable[[Recording], None],
     ) -> None:
         self.world = world
         self.base_url = base_url
-        self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.oauth = oauth
         self._on_transcription_requested = on_transcription_requested
         self.guard = guard_factory("bandwidth", self._authenticate, self._error)
+        # The token endpoint: the guard's faults and audit, its own client authentication.
+        self.token_guard = guard_factory("bandwidth", lambda _request: "oauth", self._error)
 
-    def _authenticate(self, request: Request) -> str | None:
-        if not hmac.compare_digest(request.headers.get("authorization", ""), self._basic):
-            return None
-        return str(request.path_params.get("account_id", ""))
+    def _authenticate(self, request: Request) -> str | int | None:
+        return self.oauth.authenticate(request, str(request.path_params.get("account_id", "")))
 
     @staticmethod
     def _error(status: int, _reason: str, headers: dict[str, str] | None) -> Response:
@@ -244,6 +243,7 @@ class BandwidthApi:
         call = base + "/calls/{call_id}"
         rec = call + "/recordings/{recording_id}"
         return [
+            Route("/api/v1/oauth2/token", self.token_guard(self.oauth.token_endpoint), methods=["POST"]),
             Route(base + "/recordings", g(self.list_account_recordings), methods=["GET"]),
             Route(call + "/recording", g(self.update_recording_state), methods=["PUT"]),
             Route(call + "/recordings", g(self.list_call_recordings), methods=["GET"]),

@@ -30,13 +30,14 @@ class ApiGuard:
         world: World,
         faults: Faults,
         provider: str,
-        authenticate: Callable[[Request], str | None],
+        authenticate: Callable[[Request], str | int | None],
         error: ErrorBody,
     ) -> None:
         self.world = world
         self.faults = faults
         self.provider = provider
-        self.authenticate = authenticate  # returns the rate-limit key (account) or None
+        #: The rate limit's key (the account), or the status that refuses the request (None: 401).
+        self.authenticate = authenticate
         self.error = error
 
     def __call__(self, handler: Handler) -> Handler:
@@ -65,7 +66,9 @@ class ApiGuard:
         if self.provider != "twilio":
             return
         account = self.authenticate(request)
-        bucket = self.faults.rate_limits.get(f"{self.provider}:{account}") if account else None
+        bucket = (
+            self.faults.rate_limits.get(f"{self.provider}:{account}") if isinstance(account, str) else None
+        )
         if bucket is not None:
             response.headers["X-Rate-Limit-Limit"] = str(int(bucket.burst))
             response.headers["X-Rate-Limit-Remaining"] = str(max(0, int(bucket.tokens)))
@@ -75,6 +78,8 @@ class ApiGuard:
         account = self.authenticate(request)
         if account is None:
             return self.error(401, "unauthorized", None), None
+        if isinstance(account, int):
+            return self.error(account, "forbidden", None), None
         bucket = self.faults.rate_limits.get(f"{self.provider}:{account}")
         if bucket is not None:
             wait = bucket.take()

@@ -12,7 +12,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from archiver.simulator.media import media_size
 
@@ -262,11 +262,18 @@ class AuditEntry:
         return self.__dict__.copy()
 
 
+#: The order in which the capped account recordings list answers. Bandwidth documents none, so the
+#: archiver must find everything whichever it is.
+ListOrder = Literal["oldest-first", "newest-first", "shuffled"]
+LIST_ORDERS: tuple[str, ...] = ("oldest-first", "newest-first", "shuffled")
+
+
 @dataclass
 class World:
     seed: int = 1
     bandwidth_account_id: str = "9900000"
     twilio_account_sid: str = "AC" + "0" * 32
+    list_order: ListOrder = "oldest-first"
     clock: SimClock = field(default_factory=SimClock)
     realtime: dict[tuple[str, str, str], RealtimeTranscription] = field(default_factory=dict)
     recordings: dict[tuple[str, str, str], Recording] = field(default_factory=dict)
@@ -441,12 +448,17 @@ class World:
         from_: str | None,
         cap: int = 1000,
     ) -> list[Recording]:
-        """``minStartTime`` inclusive, ``maxStartTime`` exclusive, capped, ordered by start time."""
+        """``minStartTime`` inclusive, ``maxStartTime`` exclusive, in ``list_order``, then capped."""
         index = self.recording_index.get(account_id, [])
         lo = bisect.bisect_left(index, (min_start,)) if min_start else 0
         hi = bisect.bisect_left(index, (max_start,)) if max_start else len(index)
+        window = index[lo:hi]
+        if self.list_order == "newest-first":
+            window.reverse()
+        elif self.list_order == "shuffled":
+            random.Random(f"{self.seed}:{lo}:{hi}:{len(self.audit)}").shuffle(window)
         found: list[Recording] = []
-        for _start, recording_id, call_id in index[lo:hi]:
+        for _start, recording_id, call_id in window:
             recording = self.recordings[(account_id, call_id, recording_id)]
             if not recording.live or (to and recording.to != to) or (from_ and recording.from_ != from_):
                 continue

@@ -1,6 +1,11 @@
 """Twilio Conversational Intelligence v2 (``/v2``): Services, Transcripts, Sentences, Media,
-OperatorResults. Basic auth with the account SID and auth token, form-encoded requests, JSON
-responses, lists paged by ``meta.next_page_url`` (CONTRACTS.md §2)."""
+OperatorResults and their encrypted variants. Basic auth with the account SID and its primary or
+secondary auth token, or an API key (:mod:`.credentials`); form-encoded requests, JSON responses,
+Twilio's error body for every refusal (an unknown path included: 20404).
+
+Lists page as Twilio's do: ``meta.url`` is the page itself (with its ``PageToken``),
+``next_page_url`` carries a ``PA…`` token (the items after this page), ``previous_page_url`` a ``PB…``
+token (the page before this one), ``first_page_url`` none."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from archiver.simulator.credentials import TwilioCredentials
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.media import CONTENT_TYPES, iter_media, media_size
 from archiver.simulator.state import TwilioService, TwilioTranscript, World, iso_seconds
@@ -52,19 +58,20 @@ def twilio_error(status: int, message: str | None = None, headers: dict[str, str
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def _page_token(key: Sequence[Any]) -> str:
-    return "PA" + base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
+def _page_token(key: Sequence[Any], direction: str = "PA") -> str:
+    """``PA…``: the page after ``key``; ``PB…``: the page before it."""
+    return direction + base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
 
 
-def _read_token(token: str) -> list[Any] | None:
-    if not token.startswith("PA"):
+def _read_token(token: str) -> tuple[str, list[Any]] | None:
+    if token[:2] not in ("PA", "PB"):
         return None
     raw = token[2:]
     try:
         value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError):
         return None
-    return value if isinstance(value, list) else None
+    return (token[:2], value) if isinstance(value, list) else None
 
 
 class BadParameter(Exception):
@@ -76,22 +83,18 @@ class TwilioApi:
         self,
         world: World,
         guard_factory: Callable[..., ApiGuard],
-        account_sid: str,
-        auth_token: str,
+        credentials: TwilioCredentials,
         base_url: str,
         media_base_url: str,
     ) -> None:
         self.world = world
-        self.account_sid = account_sid
+        self.credentials = credentials
+        self.account_sid = credentials.account_sid
         self.base_url = base_url.rstrip("/")
         self.media_base_url = media_base_url.rstrip("/")
-        self._basic = "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
-        self._media_key = hashlib.sha256(f"media:{auth_token}".encode()).digest()
-        self.guard = guard_factory("twilio", self._authenticate, self._error)
-
-    def _authenticate(self, request: Request) -> str | None:
-        ok = hmac.compare_digest(request.headers.get("authorization", ""), self._basic)
-        return self.account_sid if ok else None
+        # Pre-signed media URLs stay valid while the auth token is rotated: keyed once.
+        self._media_key = hashlib.sha256(f"media:{credentials.auth_token}".encode()).digest()
+        self.guard = guard_factory("twilio", credentials.authenticate, self._error)
 
     @staticmethod
     def _error(status: int, _reason: str, headers: dict[str, str] | None) -> Response:
@@ -112,25 +115,35 @@ class TwilioApi:
         return int(raw)
 
     def _meta(
-        self, request: Request, key: str, size: int, page: int, next_key: Sequence[Any] | None
+        self,
+        request: Request,
+        key: str,
+        size: int,
+        page: int,
+        next_key: Sequence[Any] | None,
+        previous_key: Sequence[Any] | None,
     ) -> dict[str, Any]:
+        """``next_key``: the last item's key if more follow; ``previous_key``: the first item's if
+        some come before."""
         path = request.url.path
         params = {k: v for k, v in request.query_params.items() if k not in ("PageToken", "Page", "PageSize")}
-        url = f"{self.base_url}{path}?" + urlencode({**params, "PageSize": size, "Page": page})
-        first = f"{self.base_url}{path}?" + urlencode({**params, "PageSize": size, "Page": 0})
-        next_url = None
-        if next_key is not None:
-            next_url = f"{self.base_url}{path}?" + urlencode(
-                {**params, "PageSize": size, "Page": page + 1, "PageToken": _page_token(next_key)}
-            )
+
+        def page_url(number: int, token: str | None) -> str:
+            query = {**params, "PageSize": size, "Page": number}
+            return f"{self.base_url}{path}?" + urlencode({**query, "PageToken": token} if token else query)
+
         return {
-            "first_page_url": first,
+            "first_page_url": page_url(0, None),
             "key": key,
-            "next_page_url": next_url,
+            "next_page_url": page_url(page + 1, _page_token(next_key)) if next_key is not None else None,
             "page": page,
             "page_size": size,
-            "previous_page_url": None if page == 0 else first,
-            "url": url,
+            "previous_page_url": (
+                page_url(max(page - 1, 0), _page_token(previous_key, "PB"))
+                if previous_key is not None
+                else None
+            ),
+            "url": page_url(page, request.query_params.get("PageToken")),
         }
 
     def _transcript(self, sid: str) -> TwilioTranscript | None:
@@ -357,21 +370,16 @@ class TwilioApi:
         if isinstance(transcript, Response):
             return transcript
         size = self._page_size(request, 5000)
-        token = request.query_params.get("PageToken")
-        start = 0
-        if token:
-            key = _read_token(token)
-            if not key or not isinstance(key[0], int):
-                raise BadParameter("PageToken is invalid")
-            start = key[0]
         redacted = self._redacted(request, transcript)
-        stop = min(transcript.sentence_count, start + size)
-        rows = [self.world.sentence_at(transcript, i, redacted) for i in range(start, stop)]
-        page = int(request.query_params.get("Page", "0") or 0)
-        meta = self._meta(
-            request, "sentences", size, page, [stop] if stop < transcript.sentence_count else None
+        return self._paged(
+            request,
+            "sentences",
+            range(transcript.sentence_count),
+            size,
+            lambda i: [i],
+            lambda i: self.world.sentence_at(transcript, i, redacted),
+            ordered_ints=True,
         )
-        return JSONResponse({"sentences": rows, "meta": meta})
 
     async def media(self, request: Request) -> Response:
         transcript = self._completed(request)
@@ -420,19 +428,97 @@ class TwilioApi:
         size: int,
         sort_key: Callable[[Any], list[Any]],
         render: Callable[[Any], dict[str, Any]],
+        *,
+        ordered_ints: bool = False,
     ) -> Response:
+        """One page of ``items`` (sorted by ``sort_key``). ``ordered_ints``: the items are
+        ``range(n)``, keyed ``[i]``: a token is found without a scan."""
         token = request.query_params.get("PageToken")
         start = 0
         if token:
-            after = _read_token(token)
-            if after is None:
+            read = _read_token(token)
+            if read is None:
                 raise BadParameter("PageToken is invalid")
-            start = next((i for i, item in enumerate(items) if sort_key(item) > after), len(items))
+            direction, mark = read
+
+            def first_at_or_after(strictly: bool) -> int:
+                if ordered_ints:
+                    if not (mark and isinstance(mark[0], int)):
+                        raise BadParameter("PageToken is invalid")
+                    return max(0, min(len(items), mark[0] + int(strictly)))
+                return next(
+                    (
+                        i
+                        for i, item in enumerate(items)
+                        if (sort_key(item) > mark if strictly else sort_key(item) >= mark)
+                    ),
+                    len(items),
+                )
+
+            if direction == "PA":
+                start = first_at_or_after(strictly=True)
+            else:  # the page that ends just before the mark
+                start = max(0, first_at_or_after(strictly=False) - size)
         chunk = items[start : start + size]
         more = start + size < len(items)
         page = int(request.query_params.get("Page", "0") or 0)
-        meta = self._meta(request, key, size, page, sort_key(chunk[-1]) if more and chunk else None)
+        meta = self._meta(
+            request,
+            key,
+            size,
+            page,
+            sort_key(chunk[-1]) if more and chunk else None,
+            sort_key(chunk[0]) if start > 0 and chunk else None,
+        )
         return JSONResponse({key: [render(item) for item in chunk], "meta": meta})
+
+    def _encrypted_url(self, transcript: TwilioTranscript, name: str) -> str:
+        token = self.media_token(f"{transcript.sid}/{name}")
+        return f"{self.media_base_url}/media/twilio/{transcript.sid}/encrypted/{name}?Token={token}"
+
+    async def encrypted_sentences(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        return JSONResponse(
+            {
+                "location": self._encrypted_url(transcript, "sentences"),
+                "transcript_sid": transcript.sid,
+                "url": f"{self.base_url}/v2/Transcripts/{transcript.sid}/Sentences/Encrypted",
+            }
+        )
+
+    async def encrypted_operator_results(self, request: Request) -> Response:
+        transcript = self._completed(request)
+        if isinstance(transcript, Response):
+            return transcript
+        return JSONResponse(
+            {
+                "locations": [
+                    self._encrypted_url(transcript, f"operator-results-{i}")
+                    for i in range(transcript.operator_result_count)
+                ],
+                "transcript_sid": transcript.sid,
+                "url": f"{self.base_url}/v2/Transcripts/{transcript.sid}/OperatorResults/Encrypted",
+            }
+        )
+
+    async def encrypted_download(self, request: Request) -> Response:
+        """An opaque blob standing for the public-key-encrypted content (pre-signed, as media)."""
+        sid, name = request.path_params["sid"], request.path_params["name"]
+        transcript = self.world.transcripts.get(sid)
+        token = request.query_params.get("Token", "")
+        if (
+            transcript is None
+            or not transcript.live
+            or not hmac.compare_digest(token, self.media_token(f"{sid}/{name}"))
+        ):
+            return twilio_error(404, "Encrypted content not found")
+        blob = b"".join(hashlib.sha256(f"{sid}:{name}:{i}".encode()).digest() for i in range(32))
+        return Response(blob, media_type="application/octet-stream")
+
+    async def not_found(self, request: Request) -> Response:
+        return twilio_error(404, f"The requested resource {request.url.path} was not found")
 
     # --- media download (a separate, pre-signed URL, as Twilio's media_url) ----------------------
 
@@ -467,10 +553,16 @@ class TwilioApi:
             Route("/v2/Transcripts", g(self.transcripts), methods=["GET", "POST"]),
             Route(tr, g(self.transcript), methods=["GET", "DELETE"]),
             Route(tr + "/Sentences", g(self.sentences), methods=["GET"]),
+            Route(tr + "/Sentences/Encrypted", g(self.encrypted_sentences), methods=["GET"]),
+            Route(tr + "/OperatorResults/Encrypted", g(self.encrypted_operator_results), methods=["GET"]),
             Route(tr + "/Media", g(self.media), methods=["GET"]),
             Route(tr + "/OperatorResults", g(self.operator_results), methods=["GET"]),
             Route(tr + "/OperatorResults/{operator_sid}", g(self.operator_result_one), methods=["GET"]),
+            Route("/v2/{rest:path}", g(self.not_found), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
 
     def media_routes(self, audited: Callable[[Any], Any]) -> list[Route]:
-        return [Route("/media/twilio/{sid}.wav", audited(self.media_download), methods=["GET"])]
+        return [
+            Route("/media/twilio/{sid}.wav", audited(self.media_download), methods=["GET"]),
+            Route("/media/twilio/{sid}/encrypted/{name}", audited(self.encrypted_download), methods=["GET"]),
+        ]
