@@ -105,18 +105,37 @@ class LocalStack:
     bucket: str = "archiver-local"
     intake_username: str = "intake-user"
     intake_password: str = "intake-password-local"  # noqa: S105 - local stack only
-    simulator_username: str = "sim-user"
-    simulator_password: str = "sim-password-local"  # noqa: S105
+    #: Bandwidth's OAuth client credentials; the secret reaches the archiver as a file
+    #: (ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE), which can be rewritten to rotate it.
+    client_id: str = "archiver-local"
+    client_secret: str = "client-secret-local"  # noqa: S105
     simulator_admin_token: str = "sim-admin-local"  # noqa: S105
     account_id: str = "9900000"
     twilio_account_sid: str = "AC" + "5" * 32
     twilio_auth_token: str = "twilio-token-local"  # noqa: S105
+    #: Twilio REST credentials: an API key (the auth token stays the key of webhook signatures).
+    twilio_api_key_sid: str = "SK" + "6" * 32
+    twilio_api_key_secret: str = "twilio-key-secret-local"  # noqa: S105
     extra_env: dict[str, str] = field(default_factory=dict)
     s3_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     intake_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
     group: ProcessGroup = field(default_factory=ProcessGroup)
+
+    def __post_init__(self) -> None:
+        self.write_secret("bandwidth_client_secret", self.client_secret)
+
+    def secret_path(self, name: str) -> Path:
+        """The file holding the secret ``name`` (e.g. ``bandwidth_client_secret``) for the stack."""
+        return self.workdir / "secrets" / name
+
+    def write_secret(self, name: str, value: str) -> Path:
+        path = self.secret_path(name)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+        return path
 
     @property
     def s3_url(self) -> str:
@@ -144,14 +163,17 @@ class LocalStack:
             "ARCHIVER_S3_ENDPOINT_URL": self.s3_url,
             "ARCHIVER_S3_REGION": "us-east-1",
             "ARCHIVER_BANDWIDTH_ACCOUNT_ID": self.account_id,
-            "ARCHIVER_BANDWIDTH_USERNAME": self.simulator_username,
-            "ARCHIVER_BANDWIDTH_PASSWORD": self.simulator_password,
+            "ARCHIVER_BANDWIDTH_CLIENT_ID": self.client_id,
+            "ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE": str(self.secret_path("bandwidth_client_secret")),
+            "ARCHIVER_BANDWIDTH_TOKEN_URL": f"{self.simulator_url}/api/v1/oauth2/token",
             "ARCHIVER_BANDWIDTH_BASE_URL": f"{self.simulator_url}/api/v2",
             "ARCHIVER_INTAKE_USERNAME": self.intake_username,
             "ARCHIVER_INTAKE_PASSWORD": self.intake_password,
             "ARCHIVER_PUBLIC_BASE_URL": self.intake_url,
             "ARCHIVER_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "ARCHIVER_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            "ARCHIVER_TWILIO_API_KEY_SID": self.twilio_api_key_sid,
+            "ARCHIVER_TWILIO_API_KEY_SECRET": self.twilio_api_key_secret,
             "ARCHIVER_TWILIO_BASE_URL": self.simulator_url,
             "ARCHIVER_TWILIO_MEDIA_HOSTS": "127.0.0.1",
             **self.extra_env,
@@ -189,8 +211,10 @@ class LocalStack:
             "simulator",
             "--port",
             str(self.simulator_port),
-            "--username",
-            self.simulator_username,
+            "--client-id",
+            self.client_id,
+            "--twilio-api-key-sid",
+            self.twilio_api_key_sid,
             "--account-id",
             self.account_id,
             "--intake-url",
@@ -206,7 +230,8 @@ class LocalStack:
             "simulator",
             argv,
             env={
-                "SIMULATOR_PASSWORD": self.simulator_password,
+                "SIMULATOR_CLIENT_SECRET": self.client_secret,
+                "SIMULATOR_TWILIO_API_KEY_SECRET": self.twilio_api_key_secret,
                 "SIMULATOR_ADMIN_TOKEN": self.simulator_admin_token,
                 "SIMULATOR_INTAKE_PASSWORD": self.intake_password,
                 "SIMULATOR_TWILIO_AUTH_TOKEN": self.twilio_auth_token,

@@ -22,7 +22,7 @@ from archiver.config import Settings
 from archiver.db.migrate import upgrade
 from archiver.pipeline.context import PipelineContext
 from bench.results import write_section
-from bench.scratch import standalone_simulator
+from bench.scratch import BENCH_CLIENT_ID, BENCH_CLIENT_SECRET, standalone_simulator
 
 TOTAL = 50_000
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -71,8 +71,9 @@ def main() -> None:
             settings = Settings(
                 _env_file=None,
                 database_url=f"sqlite:///{Path(scratch) / 'bench.db'}",
-                bandwidth_username="sim-user",
-                bandwidth_password="bench-pass",  # type: ignore[arg-type]
+                bandwidth_client_id=BENCH_CLIENT_ID,
+                bandwidth_client_secret=BENCH_CLIENT_SECRET,  # type: ignore[arg-type]
+                bandwidth_token_url=sim.token_url,
                 bandwidth_base_url=f"{url}/api/v2",
             )
             upgrade(settings.database_url)

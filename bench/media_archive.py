@@ -59,12 +59,15 @@ class HttpReader:
 def child_boto3(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
     import boto3
 
+    from bench.scratch import bandwidth_token
+
     client = boto3.client("s3", endpoint_url=env["ARCHIVER_S3_ENDPOINT_URL"], region_name="us-east-1")
     url = (f"{env['ARCHIVER_BANDWIDTH_BASE_URL']}/accounts/{rec['accountId']}/calls/{rec['callId']}"
            f"/recordings/{rec['recordingId']}/media")  # fmt: skip
-    auth = (env["ARCHIVER_BANDWIDTH_USERNAME"], env["ARCHIVER_BANDWIDTH_PASSWORD"])
+    secret = Path(env["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]).read_text().strip()
+    token = bandwidth_token(env["ARCHIVER_BANDWIDTH_TOKEN_URL"], env["ARCHIVER_BANDWIDTH_CLIENT_ID"], secret)
     started = time.perf_counter()
-    with httpx.stream("GET", url, auth=auth, timeout=300) as response:
+    with httpx.stream("GET", url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as response:
         client.upload_fileobj(
             HttpReader(response),  # type: ignore[arg-type]  # a file-like reader, as boto3 takes
             env["ARCHIVER_S3_BUCKET"],

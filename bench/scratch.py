@@ -59,21 +59,48 @@ def running_stack(database_url: str, env: dict[str, str], worker_processes: int)
             fresh_broker()
 
 
+#: The Bandwidth OAuth client of :func:`standalone_simulator`.
+BENCH_CLIENT_ID = "sim-client"
+BENCH_CLIENT_SECRET = "bench-secret"
+
+
+def bandwidth_token(token_url: str, client_id: str, client_secret: str) -> str:
+    """An access token of the simulator's Bandwidth API (for the baselines that call it directly)."""
+    response = httpx.post(
+        token_url, data={"grant_type": "client_credentials"}, auth=(client_id, client_secret), timeout=30
+    )
+    response.raise_for_status()
+    token: str = response.json()["access_token"]
+    return token
+
+
 @dataclass
 class StandaloneSimulator:
     url: str
     process: ManagedProcess
     admin: httpx.Client
 
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/api/v1/oauth2/token"
+
+    def bearer(self) -> dict[str, str]:
+        """Headers carrying a new access token of its Bandwidth API."""
+        return {
+            "Authorization": f"Bearer {bandwidth_token(self.token_url, BENCH_CLIENT_ID, BENCH_CLIENT_SECRET)}"
+        }
+
 
 @contextmanager
 def standalone_simulator(admin_timeout: float = 60.0) -> Iterator[StandaloneSimulator]:
-    """A simulator process of its own (API user ``sim-user``, password ``bench-pass``, the default
-    admin token) and a client for its admin API; stopped afterwards."""
+    """A simulator process of its own (OAuth client ``sim-client`` with :data:`BENCH_CLIENT_SECRET`, the
+    default admin token) and a client for its admin API; stopped afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = ManagedProcess(
-        "simulator", [bin_path("archiver"), "simulator", "--port", str(port), "--password", "bench-pass"]
+        "simulator",
+        [bin_path("archiver"), "simulator", "--port", str(port)],
+        env={"SIMULATOR_CLIENT_SECRET": BENCH_CLIENT_SECRET},
     ).start()
     try:
         wait_until(lambda: http_ok(url + "/healthz"), 30, "the simulator")

@@ -42,7 +42,7 @@ def main() -> None:
             media = f"{url}/api/v2/accounts/{rec['accountId']}/calls/{rec['callId']}/recordings/{rec['recordingId']}/media"
             received = 0
             started = time.perf_counter()
-            with httpx.stream("GET", media, auth=("sim-user", "bench-pass"), timeout=120) as response:
+            with httpx.stream("GET", media, headers=sim.bearer(), timeout=120) as response:
                 declared = int(response.headers["content-length"])
                 for chunk in response.iter_bytes(1024 * 1024):
                     received += len(chunk)

@@ -27,7 +27,7 @@ from archiver.db.session import Database
 from archiver.devstack import LOCAL_AWS, LocalStack
 from bench.rate_limit_efficiency import deletions_requested
 from bench.results import write_section
-from bench.scratch import running_stack, scratch_database
+from bench.scratch import bandwidth_token, running_stack, scratch_database
 
 ITEMS = 400
 CONCURRENCY = 2
@@ -44,11 +44,14 @@ async def plain_script(stack: LocalStack, created: list[dict[str, Any]]) -> floa
         aws_secret_access_key=LOCAL_AWS["AWS_SECRET_ACCESS_KEY"],
     )
     api = f"{stack.simulator_url}/api/v2/accounts/{stack.account_id}"
-    auth = (stack.simulator_username, stack.simulator_password)
+    # One token for the whole run, fetched before the clock starts: as a worker process keeps its own.
+    token = bandwidth_token(
+        f"{stack.simulator_url}/api/v1/oauth2/token", stack.client_id, stack.client_secret
+    )
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for t in created:
         queue.put_nowait(t)
-    async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
 
         async def worker() -> None:
             while not queue.empty():

@@ -33,8 +33,9 @@ TEST_REDIS_URL = os.environ.get("ARCHIVER_TEST_REDIS_URL", "redis://127.0.0.1:63
 #: Secrets of the test stack: distinctive, so that a test can prove they never reach a log.
 SECRETS = {
     "intake_password": "intake-SECRET-7f3a9c",
-    "simulator_password": "bandwidth-SECRET-51d2e8",
+    "bandwidth_client_secret": "bandwidth-SECRET-51d2e8",
     "twilio_auth_token": "twilio-SECRET-0c4d7b",
+    "twilio_api_key_secret": "twilio-key-SECRET-3e8f21",
 }
 
 #: Short waits, so that retries, leases and sweeps happen within a test.
@@ -175,8 +176,9 @@ def stack(
         database_url=postgres_url,
         broker_url=TEST_REDIS_URL,
         intake_password=SECRETS["intake_password"],
-        simulator_password=SECRETS["simulator_password"],
+        client_secret=SECRETS["bandwidth_client_secret"],
         twilio_auth_token=SECRETS["twilio_auth_token"],
+        twilio_api_key_secret=SECRETS["twilio_api_key_secret"],
         bucket="archiver-test",
         extra_env={**TEST_PIPELINE_ENV, "ARCHIVER_CLOCK_OFFSET_FILE": str(clock_file)},
     )
@@ -274,22 +276,35 @@ def wait_until_quiet(database: Database, clock_offset: float, timeout: float = 4
 
 SIM_TWILIO_SID = "AC" + "ab" * 16
 SIM_TWILIO_TOKEN = "twilio-SECRET-93c1aa"
+SIM_CLIENT_ID = "sim-client"
+SIM_CLIENT_SECRET = "client-SECRET-x41"
 
 
 class SimulatorUnderTest:
-    """A simulator process, its admin API, Bandwidth and Twilio API clients, and a webhook receiver."""
+    """A simulator process, its admin API, Bandwidth (OAuth) and Twilio API clients, and a webhook
+    receiver."""
 
     def __init__(self, url: str, admin: httpx.Client, receiver: Any) -> None:
+        from archiver.providers.credentials import SecretSource
+        from archiver.providers.oauth import BearerAuth, TokenSource
+
         self.url = url
         self.admin = Simulator(admin)
         self.receiver = receiver
-        self.bandwidth = httpx.Client(base_url=f"{url}/api/v2", auth=("sim-user", "sim-pass-x"), timeout=30)
+        self.token_url = f"{url}/api/v1/oauth2/token"
+        self.tokens = TokenSource(
+            token_url=self.token_url, client_id=SIM_CLIENT_ID, secret=SecretSource(SIM_CLIENT_SECRET)
+        )
+        self.bandwidth = httpx.Client(
+            base_url=f"{url}/api/v2", auth=BearerAuth(self.tokens, f"{url}/api/v2"), timeout=30
+        )
         self.twilio = httpx.Client(base_url=url, auth=(SIM_TWILIO_SID, SIM_TWILIO_TOKEN), timeout=30)
         self.account = "9900000"
 
     def close(self) -> None:
         self.bandwidth.close()
         self.twilio.close()
+        self.tokens.close()
 
 
 @pytest.fixture(scope="session")
@@ -301,10 +316,10 @@ def standalone_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
     port = free_port()
     process = ManagedProcess(
         "simulator",
-        [bin_path("archiver"), "simulator", "--port", str(port), "--username", "sim-user",
+        [bin_path("archiver"), "simulator", "--port", str(port), "--client-id", SIM_CLIENT_ID,
          "--intake-url", f"{receiver.url}/bandwidth", "--intake-username", "hook-user",
          "--twilio-account-sid", SIM_TWILIO_SID, "--twilio-intake-url", f"{receiver.url}/twilio"],
-        env={"SIMULATOR_PASSWORD": "sim-pass-x", "SIMULATOR_ADMIN_TOKEN": "admin-x",
+        env={"SIMULATOR_CLIENT_SECRET": SIM_CLIENT_SECRET, "SIMULATOR_ADMIN_TOKEN": "admin-x",
              "SIMULATOR_INTAKE_PASSWORD": "hook-pass", "SIMULATOR_TWILIO_AUTH_TOKEN": SIM_TWILIO_TOKEN},
         log_path=tmp_path_factory.mktemp("sim") / "simulator.log",
     ).start()  # fmt: skip
@@ -323,6 +338,8 @@ def standalone_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
 
 @pytest.fixture
 def sim(standalone_simulator: SimulatorUnderTest) -> SimulatorUnderTest:
-    standalone_simulator.admin.reset()
+    standalone_simulator.admin.reset()  # tokens issued before stay valid; the credential's defaults return
+    standalone_simulator.tokens.refresh()  # one the test's faults cannot touch ...
+    standalone_simulator.admin.client.post("/admin/reset").raise_for_status()  # ... and an empty audit
     standalone_simulator.receiver.clear()
     return standalone_simulator

@@ -6,7 +6,13 @@ import pytest
 
 from archiver.ids import InvalidId
 from archiver.providers.bandwidth import BandwidthClient, DeleteOutcome
-from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
+from archiver.providers.errors import (
+    CredentialsRefused,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    RateLimited,
+)
 from archiver.supervisor import free_port
 
 
@@ -15,11 +21,13 @@ def bandwidth(e2e):
     stack, simulator, _clock = e2e
     client = BandwidthClient(
         base_url=f"{stack.simulator_url}/api/v2",
-        username=stack.simulator_username,
-        password=stack.simulator_password,
+        client_id=stack.client_id,
+        client_secret=stack.client_secret,
+        token_url=f"{stack.simulator_url}/api/v1/oauth2/token",
         connect_timeout=2,
         read_timeout=5,
     )
+    client.tokens.refresh()  # before the test's faults
     yield client, simulator, stack
     client.close()
 
@@ -62,7 +70,7 @@ def test_429_carries_the_retry_after_delay(bandwidth, rule, expected):
 
 
 def test_5xx_is_retryable_and_4xx_is_permanent_with_the_provider_message(bandwidth):
-    client, simulator, stack = bandwidth
+    client, simulator, _stack = bandwidth
     [t] = simulator.create_realtime(1)
     ids = (t["accountId"], t["callId"], t["transcriptionId"])
     simulator.set_faults({"status": 500, "count": 1})
@@ -70,18 +78,37 @@ def test_5xx_is_retryable_and_4xx_is_permanent_with_the_provider_message(bandwid
         client.get_realtime_transcription(*ids)
     assert "internal-error" in str(unavailable.value) and unavailable.value.retryable
 
-    wrong = BandwidthClient(base_url=f"{stack.simulator_url}/api/v2", username="u", password="wrong")
+    simulator.set_faults({"status": 400, "count": 1, "path_contains": "/calls/"})
     with pytest.raises(ProviderRejected) as rejected:
-        wrong.get_realtime_transcription(*ids)
+        client.get_realtime_transcription(*ids)
+    assert rejected.value.status == 400 and not rejected.value.retryable
+    assert "validation: Request failed" in str(rejected.value)
+
+
+def test_a_refused_client_secret_is_the_accounts_problem_and_never_quoted(bandwidth):
+    _client, simulator, stack = bandwidth
+    [t] = simulator.create_realtime(1)
+    wrong = BandwidthClient(
+        base_url=f"{stack.simulator_url}/api/v2",
+        client_id=stack.client_id,
+        client_secret="wrong-secret-9",
+        token_url=f"{stack.simulator_url}/api/v1/oauth2/token",
+    )
+    with pytest.raises(CredentialsRefused) as refused:
+        wrong.get_realtime_transcription(t["accountId"], t["callId"], t["transcriptionId"])
     wrong.close()
-    assert rejected.value.status == 401 and not rejected.value.retryable
-    assert "authentication-error: The credentials provided were invalid" in str(rejected.value)
-    assert "wrong" not in str(rejected.value)
+    assert refused.value.status == 401 and refused.value.provider == "bandwidth"
+    assert "invalid_client: Bad client credentials" in str(refused.value)
+    assert "wrong-secret-9" not in str(refused.value)
+    assert [(e["method"], e["path"], e["status"]) for e in simulator.audit()] == [
+        ("POST", "/api/v1/oauth2/token", 401)  # the API was never asked without a token
+    ]
 
 
 def test_connection_refused_is_retryable():
-    client = BandwidthClient(base_url=f"http://127.0.0.1:{free_port()}/api/v2", username="u", password="p",
-                             connect_timeout=1)  # fmt: skip
+    port = free_port()
+    client = BandwidthClient(base_url=f"http://127.0.0.1:{port}/api/v2", client_id="u", client_secret="p",
+                             token_url=f"http://127.0.0.1:{port}/api/v1/oauth2/token", connect_timeout=1)  # fmt: skip
     with pytest.raises(ProviderUnavailable):
         client.get_realtime_transcription("9900000", "c-abc", "t-abc")
     client.close()

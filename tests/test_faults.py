@@ -94,8 +94,9 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         database_url=postgres.url,
         broker_url="",
         intake_password=SECRETS["intake_password"],
-        simulator_password=SECRETS["simulator_password"],
+        client_secret=SECRETS["bandwidth_client_secret"],
         twilio_auth_token=SECRETS["twilio_auth_token"],
+        twilio_api_key_secret=SECRETS["twilio_api_key_secret"],
         bucket="archiver-faults",
     )
     database = None

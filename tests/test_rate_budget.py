@@ -4,6 +4,7 @@ workers on several hosts would) against the simulator's own per-account limit ov
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -15,18 +16,21 @@ import redis
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.errors import RateLimited
 from archiver.rate_budget import RateBudget
+from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 
 BUDGET_REDIS = "redis://127.0.0.1:6379/7"
 
 #: One "worker host": lists recordings as fast as it may for ``seconds``, spending the shared budget
 #: (when ``rate`` > 0); prints how many requests it sent and how many answers were 429.
 HOST = """
-import json, sys, time
+import json, os, sys, time
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.errors import RateLimited
 from archiver.rate_budget import RateBudget
 url, redis_url, key, rate, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
-client = BandwidthClient(base_url=url + "/api/v2", username="sim-user", password="sim-pass-x")
+client = BandwidthClient(base_url=url + "/api/v2", client_id=sys.argv[6],
+                         client_secret=os.environ["SIM_CLIENT_SECRET"], token_url=url + "/api/v1/oauth2/token")
+client.tokens.refresh()  # the token before the clock starts: the budget is the API's
 if rate > 0:
     client.budget = RateBudget.from_url(redis_url, "bandwidth", key, rate, burst=1, max_wait=5)
 sent = limited = 0
@@ -43,8 +47,9 @@ print(json.dumps({"sent": sent, "limited": limited}))
 
 def run_hosts(sim, rate, hosts=3, seconds=4.0):
     key = uuid.uuid4().hex
-    argv = [sys.executable, "-c", HOST, sim.url, BUDGET_REDIS, key, str(rate), str(seconds)]
-    processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(hosts)]
+    argv = [sys.executable, "-c", HOST, sim.url, BUDGET_REDIS, key, str(rate), str(seconds), SIM_CLIENT_ID]
+    env = {**os.environ, "SIM_CLIENT_SECRET": SIM_CLIENT_SECRET}
+    processes = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env) for _ in range(hosts)]
     results = [json.loads(p.communicate(timeout=60)[0]) for p in processes]
     return sum(r["sent"] for r in results), sum(r["limited"] for r in results)
 
@@ -87,7 +92,12 @@ def test_a_slot_further_than_max_wait_is_not_waited_for_but_reported():
 
 
 def test_a_client_whose_budget_is_spent_raises_rate_limited_without_a_request(sim):
-    client = BandwidthClient(base_url=sim.url + "/api/v2", username="sim-user", password="sim-pass-x")
+    client = BandwidthClient(
+        base_url=sim.url + "/api/v2",
+        client_id=SIM_CLIENT_ID,
+        client_secret=SIM_CLIENT_SECRET,
+        token_url=sim.token_url,
+    )
     redis_client = redis.Redis.from_url(BUDGET_REDIS)
     client.budget = RateBudget(redis_client, f"archiver:rate-budget:test:{uuid.uuid4().hex}", 0.5, 1, 0.0)
     client.list_recordings("9900000", "2026-11-01T00:00:00.000Z", "2026-11-02T00:00:00.000Z")
