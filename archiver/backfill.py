@@ -6,13 +6,14 @@ A run is worked on by one task at a time (a lease on the row), a slice at a time
 checkpoint together with the items it found, so a killed worker loses at most one list request.
 
 **Bandwidth** lists recordings of an account in ``[since, until)``; the list is capped at 1000 with
-no paging. A page of fewer than 1000 is the whole window. A full page is used as a cursor: its
-recordings are in start-time order, so all those before its last millisecond are complete, and the
-next request starts at that millisecond: about one request per 1000 recordings. When 1000 share one
+no paging, in an order Bandwidth does not document. A page of fewer than 1000 is the whole window.
+A full page in start order (oldest or newest first) is a cursor from its end of the window: about
+one request per 1000 recordings. A full page in no order is split at its median. Each recording is
+counted from the one page that proves it complete (:func:`split_window`). When 1000 share one
 millisecond, that millisecond cannot be split: it is reported (``truncated_windows``), its 1000 are
-kept, and the run goes on after it. (A page out of order is split at its median instead.) For the
-calls found, real-time transcriptions are listed too. **Twilio** lists a Service's transcripts by
-creation date, following ``meta.next_page_url`` (the checkpoint), and archives the completed ones.
+kept, and the run goes on around it. For the calls found, real-time transcriptions are listed too.
+**Twilio** lists a Service's transcripts by creation date, following ``meta.next_page_url`` (the
+checkpoint), and archives the completed ones.
 
 Every artifact found becomes an item exactly as if its webhook had arrived, on the backfill queue.
 """
@@ -25,7 +26,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -461,6 +462,48 @@ def _recording_item(account_id: str, r: dict[str, Any]) -> AnnouncedItem | None:
     )
 
 
+@dataclass(frozen=True)
+class Split:
+    """What one page of ``[since, until)`` settles: the start times it proves complete (``keep``,
+    half-open, in milliseconds), the windows still to list, and the millisecond the cap hid."""
+
+    keep: tuple[int, int] | None
+    windows: list[list[int]]
+    finished: int = 0
+    truncated: list[list[int]] = field(default_factory=list)
+
+    def keeps(self, start: int) -> bool:
+        return self.keep is not None and self.keep[0] <= start < self.keep[1]
+
+
+def split_window(since: int, until: int, starts: list[int], *, full: bool) -> Split:
+    """How a page answered for ``[since, until)`` moves the listing on (pure: tested on its own).
+
+    Bandwidth caps the list at 1000 and documents no order, so each recording is counted from the
+    one page that proves it complete, and from no other:
+
+    * a page of fewer than 1000 is the whole window: all of it is kept;
+    * a full page in start order is the window's oldest 1000: those before its last millisecond are
+      complete; the window goes on from that millisecond (a cursor);
+    * a full page in reverse start order is the newest 1000: those after its first millisecond are
+      complete; the window goes on up to and including that millisecond (the cursor from the end);
+    * a full page in no order proves nothing: none of it is kept, the window is split at its median;
+    * a full page all in one millisecond cannot be split: its 1000 are kept, the millisecond reported.
+    """
+    if not full:
+        return Split((since, until), [], finished=1)
+    lo, hi = min(starts), max(starts)
+    if lo == hi:
+        windows = [w for w in ([lo + 1, until], [since, lo]) if w[0] < w[1]]
+        return Split((lo, lo + 1), windows, truncated=[[lo, lo + 1]])
+    if starts == sorted(starts):
+        return Split((since, hi), [[hi, until]])
+    if starts == sorted(starts, reverse=True):
+        return Split((lo + 1, until), [[since, lo + 1]])
+    middle = min(max(sorted(starts)[len(starts) // 2], since + 1), until - 1)
+    return Split(None, [[middle, until], [since, middle]])
+
+
 def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     account, params, checkpoint = _load(ctx, run_id)
     windows: list[list[int]] = checkpoint["windows"]
@@ -474,34 +517,17 @@ def _bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     starts = [
         to_ms(parse_timestamp(r.get("startTime")) or datetime.fromtimestamp(since / 1000, UTC)) for r in page
     ]
-    truncated: list[list[int]] = []
-    if len(page) < CAP:
-        keep, finished_window = page, 1
-    elif starts == sorted(starts) and starts[-1] > since:
-        last = starts[-1]  # all before the last millisecond are complete; list again from it
-        keep = [r for r, s in zip(page, starts, strict=True) if s < last]
-        windows.append([last, until])
-        finished_window = 0
-    elif starts == sorted(starts):  # 1000 share the window's first millisecond: it cannot be split
-        keep, finished_window = page, 1
-        truncated.append([since, since + 1])
+    split = split_window(since, until, starts, full=len(page) >= CAP)
+    if split.truncated:
         log.warning(
             "backfill run %d: more than %d recordings start at %s; the cap hides the rest",
             run_id,
             CAP - 1,
-            ms_iso(since),
+            ms_iso(split.truncated[0][0]),
         )
-        if since + 1 < until:
-            windows.append([since + 1, until])
-    else:  # not in order: split at the median start time
-        keep, finished_window = page, 0
-        middle = (
-            min(max(sorted(starts)[len(starts) // 2], since + 1), until - 1) if until - since > 1 else None
-        )
-        if middle is None:
-            truncated.append([since, until])
-        else:
-            windows += [[middle, until], [since, middle]]
+    keep = [r for r, s in zip(page, starts, strict=True) if split.keeps(s)]
+    windows += split.windows
+    truncated, finished_window = split.truncated, split.finished
     found = [a for r in keep if (a := _recording_item(account, r)) is not None]
     if params.get("realtime", True):
         for call_id in sorted({a.call_id for a in found if a.call_id}):
