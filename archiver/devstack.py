@@ -113,6 +113,8 @@ class LocalStack:
     account_id: str = "9900000"
     twilio_account_sid: str = "AC" + "5" * 32
     twilio_auth_token: str = "twilio-token-local"  # noqa: S105
+    #: Accepted on webhook signatures too (an auth token being rotated), when set.
+    twilio_secondary_auth_token: str | None = None
     #: Twilio REST credentials: an API key (the auth token stays the key of webhook signatures).
     twilio_api_key_sid: str = "SK" + "6" * 32
     twilio_api_key_secret: str = "twilio-key-secret-local"  # noqa: S105
@@ -172,6 +174,11 @@ class LocalStack:
             "ARCHIVER_PUBLIC_BASE_URL": self.intake_url,
             "ARCHIVER_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "ARCHIVER_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+            **(
+                {"ARCHIVER_TWILIO_SECONDARY_AUTH_TOKEN": self.twilio_secondary_auth_token}
+                if self.twilio_secondary_auth_token
+                else {}
+            ),
             "ARCHIVER_TWILIO_API_KEY_SID": self.twilio_api_key_sid,
             "ARCHIVER_TWILIO_API_KEY_SECRET": self.twilio_api_key_secret,
             "ARCHIVER_TWILIO_BASE_URL": self.simulator_url,
@@ -235,6 +242,11 @@ class LocalStack:
                 "SIMULATOR_ADMIN_TOKEN": self.simulator_admin_token,
                 "SIMULATOR_INTAKE_PASSWORD": self.intake_password,
                 "SIMULATOR_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
+                **(
+                    {"SIMULATOR_TWILIO_SECONDARY_AUTH_TOKEN": self.twilio_secondary_auth_token}
+                    if self.twilio_secondary_auth_token
+                    else {}
+                ),
             },
             log_path=self.workdir / "simulator.log",
             echo=self.echo,
@@ -257,9 +269,14 @@ class LocalStack:
         return process
 
     def start_worker(
-        self, name: str = "worker", concurrency: int = 2, restart: bool = False
+        self,
+        name: str = "worker",
+        concurrency: int = 2,
+        restart: bool = False,
+        env: dict[str, str] | None = None,
     ) -> ManagedProcess:
-        """``restart``: started again if it exits unasked, as systemd and Kubernetes would."""
+        """``restart``: started again if it exits unasked, as systemd and Kubernetes would; ``env``:
+        settings of this worker's own (a wrong secret, say)."""
         log_path = self.workdir / f"{name}.log"
         offset = log_path.stat().st_size if log_path.exists() else 0
         process = self._start(
@@ -281,7 +298,7 @@ class LocalStack:
                 "--without-gossip",
             ],
             # As deployed: SIGTERM starts the soft shutdown (ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS).
-            env={"REMAP_SIGTERM": "SIGQUIT"},
+            env={"REMAP_SIGTERM": "SIGQUIT", **(env or {})},
             restart=restart,
         )
         wait_until(lambda: " ready." in log_path.read_text("utf-8", "replace")[offset:], 60, f"the {name}")

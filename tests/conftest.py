@@ -36,6 +36,7 @@ SECRETS = {
     "bandwidth_client_secret": "bandwidth-SECRET-51d2e8",
     "twilio_auth_token": "twilio-SECRET-0c4d7b",
     "twilio_api_key_secret": "twilio-key-SECRET-3e8f21",
+    "twilio_secondary_auth_token": "twilio-second-SECRET-77ab0e",
 }
 
 #: Short waits, so that retries, leases and sweeps happen within a test.
@@ -55,6 +56,9 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/test_observability.py reads it
     "ARCHIVER_METRICS_CACHE_SECONDS": "0",
     "ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS": "3",  # a quick soft shutdown at the end of the session
+    # A paused account's credentials checked again after 1 s, then 2 s, then every 3 s.
+    "ARCHIVER_ACCOUNT_PAUSE_SECONDS": "1",
+    "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS": "3",
 }
 
 
@@ -130,7 +134,7 @@ def truncate_all(database: Database, attempts: int = 5) -> None:
             with database.engine.begin() as connection:
                 connection.execute(
                     text(
-                        "TRUNCATE webhook_events, transcript_segments, item_history, archived_objects, archive_items, backfill_runs CASCADE"
+                        "TRUNCATE webhook_events, transcript_segments, item_history, archived_objects, archive_items, backfill_runs, provider_accounts CASCADE"
                     )
                 )
             return
@@ -179,6 +183,7 @@ def stack(
         client_secret=SECRETS["bandwidth_client_secret"],
         twilio_auth_token=SECRETS["twilio_auth_token"],
         twilio_api_key_secret=SECRETS["twilio_api_key_secret"],
+        twilio_secondary_auth_token=SECRETS["twilio_secondary_auth_token"],
         bucket="archiver-test",
         extra_env={**TEST_PIPELINE_ENV, "ARCHIVER_CLOCK_OFFSET_FILE": str(clock_file)},
     )
@@ -216,6 +221,28 @@ class Simulator:
 
     def set_faults(self, *rules: dict[str, Any]) -> None:
         self.client.put("/admin/faults", json={"rules": list(rules)}).raise_for_status()
+
+    def oauth(self, **body: Any) -> dict[str, Any]:
+        """Bandwidth's OAuth credential: its state, or (with ``body``) changed (lifetime, secret,
+        scope)."""
+        if body:
+            response = self.client.put("/admin/bandwidth/oauth", json=body)
+        else:
+            response = self.client.get("/admin/bandwidth/oauth")
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
+
+    def revoke_tokens(self) -> int:
+        response = self.client.post("/admin/bandwidth/oauth/revoke")
+        response.raise_for_status()
+        return int(response.json()["revoked"])
+
+    def twilio_credentials(self, **body: Any) -> dict[str, Any]:
+        response = self.client.put("/admin/twilio/credentials", json=body)
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
 
     def audit(self, method: str | None = None, path_contains: str | None = None) -> list[dict[str, Any]]:
         params = {k: v for k, v in {"method": method, "path_contains": path_contains}.items() if v}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
@@ -145,7 +146,8 @@ class BandwidthOAuth:
             self.accounts = None if body["accounts"] is None else [str(a) for a in body["accounts"]]
 
     def describe(self) -> dict[str, Any]:
-        """What the admin API shows: never a secret nor a token."""
+        """What the admin API shows: never a secret nor a token; the SHA-256 of each token issued
+        and not yet forgotten, so that a test can prove none of them reached a log."""
         now = self.now()
         return {
             "client_id": self.client_id,
@@ -154,6 +156,7 @@ class BandwidthOAuth:
             "secrets": len(self.client_secrets),
             "tokens_issued": self.issued,
             "tokens_live": sum(1 for expires, _ in self.tokens.values() if expires > now),
+            "token_sha256": sorted(hashlib.sha256(t.encode()).hexdigest() for t in self.tokens),
             "legacy_basic_auth": self.legacy_user is not None,
         }
 
