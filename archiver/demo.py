@@ -61,6 +61,11 @@ def run_demo(
         stack.start_flower()
         say(f"intake {stack.intake_url}, simulator {stack.simulator_url}, S3 {stack.s3_url}")
         say(f"Flower (tasks, queues, workers): {stack.flower_url}")
+        say(
+            f"Bandwidth API: OAuth 2.0 client credentials (client {stack.client_id}, the secret read "
+            f"from {stack.secret_path('bandwidth_client_secret')}); Twilio REST: API key "
+            f"{stack.twilio_api_key_sid}"
+        )
         say(f"items and dead letters: ARCHIVER_DATABASE_URL=sqlite:///{database} archiver status")
         with stack.admin() as admin:
             admin.post("/admin/reset").raise_for_status()

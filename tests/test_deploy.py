@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from archiver.cli import build_parser
-from archiver.config import Settings
+from archiver.config import FILE_SECRETS, Settings
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PREFIX = "ARCHIVER_"
@@ -24,11 +24,13 @@ REQUIRED = {
     "ARCHIVER_DATABASE_URL",
     "ARCHIVER_BROKER_URL",
     "ARCHIVER_S3_BUCKET",
-    "ARCHIVER_BANDWIDTH_USERNAME",
-    "ARCHIVER_BANDWIDTH_PASSWORD",
+    "ARCHIVER_BANDWIDTH_CLIENT_ID",
+    "ARCHIVER_BANDWIDTH_CLIENT_SECRET",  # or its _FILE
     "ARCHIVER_INTAKE_USERNAME",
     "ARCHIVER_INTAKE_PASSWORD",
 }
+#: Bandwidth decommissioned API users on 2026-12-02: no deployment file may still name them.
+DECOMMISSIONED = {"ARCHIVER_BANDWIDTH_USERNAME", "ARCHIVER_BANDWIDTH_PASSWORD"}
 SOFT_SHUTDOWN = Settings.model_fields["worker_soft_shutdown_seconds"].default
 
 
@@ -52,14 +54,19 @@ def compose() -> dict:
 
 
 def settings_from(env: dict[str, str]) -> Settings:
+    """The settings ``env`` makes, a secret file (a path of the deployment's) read as a placeholder."""
     values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k.startswith(PREFIX)}
+    for name in [n for n in values if n.endswith("_file") and n.removesuffix("_file") in FILE_SECRETS]:
+        values[name.removesuffix("_file")] = f"from {values.pop(name)}"
     return Settings(_env_file=None, **values)
 
 
 def assert_known_and_complete(env: dict[str, str], where: str) -> None:
     unknown = {k for k in env if k.startswith(PREFIX)} - KNOWN
     assert not unknown, f"{where} sets variables the code never reads: {sorted(unknown)}"
-    missing = REQUIRED - set(env)
+    assert not DECOMMISSIONED & set(env), f"{where} still sets Bandwidth's decommissioned API user"
+    given = set(env) | {k.removesuffix("_FILE") for k in env if k.endswith("_FILE")}
+    missing = REQUIRED - given
     assert not missing, f"{where} lacks variables the code needs: {sorted(missing)}"
     settings_from(env)  # every value is valid
 
@@ -82,10 +89,20 @@ def test_kubernetes_manifests_agree_with_the_settings():
     config = docs[("ConfigMap", "archiver-config")]["data"]
     secret = docs[("Secret", "archiver-secrets")]["stringData"]
     assert not set(config) & set(secret), "a variable both in the ConfigMap and the Secret"
-    assert_known_and_complete({**config, **secret}, "kubernetes")
+    worker = docs[("Deployment", "archiver-worker")]["spec"]["template"]["spec"]
+    worker_env = {e["name"]: e["value"] for e in worker["containers"][0]["env"] if "value" in e}
+    secret_files = {k: v for k, v in worker_env.items() if k.endswith("_FILE")}  # (the spool is the pod's)
+    assert_known_and_complete({**config, **secret, **secret_files}, "kubernetes worker")
     assert config["REMAP_SIGTERM"] == "SIGQUIT"
-    secrets = {"ARCHIVER_BANDWIDTH_PASSWORD", "ARCHIVER_INTAKE_PASSWORD", "ARCHIVER_DATABASE_URL"}
+    secrets = {"ARCHIVER_INTAKE_PASSWORD", "ARCHIVER_DATABASE_URL"}
     assert secrets <= set(secret) and not secrets & set(config), "secrets belong in the Secret"
+    # The client secret is a file from its own Secret, mounted where the worker's _FILE says.
+    mounts = {m["name"]: m["mountPath"] for m in worker["containers"][0]["volumeMounts"]}
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    path = worker_env["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
+    [(volume, mount)] = [(n, p) for n, p in mounts.items() if path.startswith(p + "/")]
+    name, key = volumes[volume]["secret"]["secretName"], path.removeprefix(mount + "/")
+    assert key in docs[("Secret", name)]["stringData"]
     for (kind, name), doc in docs.items():
         if kind not in ("Deployment", "Job"):
             continue
@@ -127,6 +144,8 @@ def test_compose_runs_every_part_with_known_settings():
         assert service["env_file"] == "archiver.env"
         assert_known_and_complete({**example, **service["environment"]}, f"compose {name}")
         assert_cli(service["command"], f"compose {name}")
+        path = {**example, **service["environment"]}["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
+        assert path == f"/run/secrets/{service['secrets'][0]}" and service["secrets"][0] in spec["secrets"]
     assert float(services["worker"]["stop_grace_period"].rstrip("s")) >= SOFT_SHUTDOWN + 2
     assert "beat" not in spec.get("x-scale", {})  # documented: never scale beat
     dockerfile = (DEPLOY / "Dockerfile").read_text()
