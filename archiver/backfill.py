@@ -42,7 +42,7 @@ from archiver.pipeline.dispatch import QUEUE_BACKFILL
 from archiver.pipeline.events import Action, AnnouncedItem, get_or_create_item
 from archiver.providers.errors import ProviderError
 from archiver.providers.http import ProviderHttp
-from archiver.timestamps import parse_timestamp
+from archiver.timestamps import iso_millis, parse_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def to_ms(ts: datetime) -> int:
 
 
 def ms_iso(ms: int) -> str:
-    ts = datetime.fromtimestamp(ms / 1000, UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    return iso_millis(datetime.fromtimestamp(ms // 1000, UTC).replace(microsecond=(ms % 1000) * 1000))
 
 
 class BackfillError(Exception):
@@ -290,7 +289,11 @@ def _claim(ctx: PipelineContext, run_id: int, owner: str) -> BackfillRun | None:
                 BackfillRun.state == BackfillState.RUNNING,
                 (BackfillRun.lease_owner.is_(None)) | (BackfillRun.lease_expires_at < now),
             )
-            .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds))
+            .values(
+                lease_owner=owner,
+                lease_expires_at=now + timedelta(seconds=ctx.settings.lease_seconds),
+                due_at=None,  # whatever sent it, it is under way: not due again
+            )
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         run = uow.session.get(BackfillRun, run_id, populate_existing=True)
@@ -492,6 +495,8 @@ def split_window(since: int, until: int, starts: list[int], *, full: bool) -> Sp
     """
     if not full:
         return Split((since, until), [], finished=1)
+    # A start outside the window (a provider's rounding) says nothing about it: read as its edge.
+    starts = [min(max(s, since), until - 1) for s in starts]
     lo, hi = min(starts), max(starts)
     if lo == hi:
         windows = [w for w in ([lo + 1, until], [since, lo]) if w[0] < w[1]]

@@ -32,8 +32,9 @@ def env_name(field: str) -> str:
 BANDWIDTH_TOKEN_URL = "https://api.bandwidth.com/api/v1/oauth2/token"  # noqa: S105 - a URL
 
 #: Secrets that may also be read from a file named by ``ARCHIVER_<NAME>_FILE`` (the Docker and
-#: Kubernetes secrets convention). The file is read again when the provider refuses its value, so a
-#: secret rotated in place takes effect without a restart.
+#: Kubernetes secrets convention). A provider's API secret (Bandwidth's client secret, Twilio's API
+#: key secret or auth token) is read again when the provider refuses it, so one rotated in place takes
+#: effect without a restart; the intake's password and the webhook-signing tokens are read at start.
 FILE_SECRETS = (
     "bandwidth_client_secret",
     "twilio_auth_token",

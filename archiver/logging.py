@@ -59,15 +59,23 @@ def use_json(logger: logging.Logger | None = None) -> None:
 
 _REDACTED = "***"
 
-#: Secrets learnt while running (access tokens, secrets read again from their files): every
-#: redacting filter scrubs them too. Bounded: a token an hour for years must not grow it.
-_learnt: deque[str] = deque(maxlen=16)
+#: Secrets learnt while running (secrets read again from their files), and the latest access
+#: tokens: every redacting filter scrubs them too. Tokens are bounded (one an hour for years must
+#: not grow the list); a secret is kept as long as the process lives.
+_learnt_secrets: set[str] = set()
+_learnt_tokens: deque[str] = deque(maxlen=16)
 
 
 def remember_secret(value: str) -> None:
     """Have every :class:`SecretRedactingFilter` scrub ``value`` from now on."""
-    if len(value) >= 3 and value not in _learnt:
-        _learnt.append(value)
+    if len(value) >= 3:
+        _learnt_secrets.add(value)
+
+
+def remember_token(value: str) -> None:
+    """The same for a short-lived access token (only the latest few are kept)."""
+    if len(value) >= 3 and value not in _learnt_tokens:
+        _learnt_tokens.append(value)
 
 
 class SecretRedactingFilter(logging.Filter):
@@ -79,13 +87,13 @@ class SecretRedactingFilter(logging.Filter):
         self._secrets = sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
 
     def _scrub(self, text: str) -> str:
-        for secret in (*self._secrets, *_learnt):
+        for secret in (*self._secrets, *_learnt_secrets, *_learnt_tokens):
             if secret in text:
                 text = text.replace(secret, _REDACTED)
         return text
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets and not _learnt:
+        if not self._secrets and not _learnt_secrets and not _learnt_tokens:
             return True
         message = record.getMessage()
         scrubbed = self._scrub(message)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 
 from archiver.config import Settings
-from archiver.db.models import ArchiveItem, ItemState, PauseReason, ProviderAccount
+from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, PauseReason, ProviderAccount
 from archiver.db.session import Database
 from archiver.pipeline.accounts import PROVIDER_NAMES, paused_accounts
 from archiver.retention import at_risk
@@ -61,11 +61,11 @@ def collect_status(
 
 
 def _paused(session: Any, account: ProviderAccount) -> dict[str, Any]:
-    waiting = session.scalar(
+    waiting = session.scalar(  # every active item of a paused account waits for it
         select(func.count()).where(
             ArchiveItem.provider == account.provider,
             ArchiveItem.account_id == account.account_id,
-            ArchiveItem.last_error.like("waiting for the account:%"),
+            ArchiveItem.state.in_([s.value for s in ACTIVE_STATES]),
         )
     )
     return {

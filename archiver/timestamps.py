@@ -32,3 +32,9 @@ def parse_timestamp(value: object) -> datetime | None:
 
         parsed -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
     return parsed
+
+
+def iso_millis(ts: datetime) -> str:
+    """``ts`` in UTC as ``YYYY-MM-DDTHH:MM:SS.mmmZ``: the form Bandwidth's list bounds take."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"

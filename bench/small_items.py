@@ -127,6 +127,8 @@ deleted at the simulator; concurrency {CONCURRENCY} on both sides; {RUNS} runs o
 
 Ratio: median {ratio:.2f} (each run: {", ".join(f"{r:.2f}" for r in ratios)}); target >= 0.5.
 The pipeline's time runs from the first webhook sent to the last item's deletion requested.
+Both sides reach Bandwidth's API with an OAuth 2.0 bearer token: the script fetches one before its
+clock starts; each worker process keeps its own (one token request per process per lifetime).
 """,
     )
 

@@ -280,6 +280,8 @@ def test_split_window_reads_a_page_by_its_order():
     )
     assert split_window(42, 43, [42, 42], **full) == Split((42, 43), [], truncated=[[42, 43]])
     assert not split_window(0, 100, [5, 9], **full).keeps(9) and split_window(0, 100, [5, 9], **full).keeps(8)
+    # Starts outside the window say nothing about it; a one-millisecond window is never listed again.
+    assert split_window(0, 1, [1, 0, 1], **full) == Split((0, 1), [], truncated=[[0, 1]])
 
 
 @pytest.mark.parametrize("order", ["oldest-first", "newest-first", "shuffled"])

@@ -210,7 +210,14 @@ def test_the_token_endpoints_429_carries_its_retry_after():
     with pytest.raises(RateLimited) as raised:
         client.get_realtime_transcription(*IDS)
     assert raised.value.retry_after == 7.0
-    assert provider.api_requests == []
+    clock.advance(3)
+    with pytest.raises(RateLimited) as again:  # waiters and later callers honour it too
+        client.get_realtime_transcription(*IDS)
+    assert again.value.retry_after == pytest.approx(4.0) and again.value is not raised.value
+    assert len(provider.token_requests) == 1 and provider.api_requests == []
+    clock.advance(4.1)
+    client.get_realtime_transcription(*IDS)
+    assert len(provider.token_requests) == 2
 
 
 def test_the_token_endpoints_5xx_and_dropped_connections_are_retried_in_place():
@@ -223,6 +230,13 @@ def test_the_token_endpoints_5xx_and_dropped_connections_are_retried_in_place():
     clock.advance(3600)
     with pytest.raises(ProviderUnavailable, match="HTTP 502"):
         client.get_realtime_transcription(*IDS)
+    assert len(provider.token_requests) == 6
+    with pytest.raises(ProviderUnavailable):  # held for 2 s: the next caller is not sent there again
+        client.get_realtime_transcription(*IDS)
+    assert len(provider.token_requests) == 6
+    clock.advance(2.1)
+    client.get_realtime_transcription(*IDS)
+    assert len(provider.token_requests) == 7
 
 
 @pytest.mark.parametrize("status", [400, 403, 404])
@@ -262,5 +276,51 @@ def test_a_body_without_a_token_is_not_taken_for_one():
         httpx.Response(200, content=json.dumps({"token_type": "Bearer"}).encode()) for _ in range(3)
     ]
     client = client_for(provider, clock)
-    with pytest.raises(ProviderUnavailable, match="no access_token"):
+    with pytest.raises(CredentialsRefused, match="without an access_token"):  # the account's problem
         client.get_realtime_transcription(*IDS)
+
+
+def test_the_base_url_is_compared_as_httpx_normalises_it():
+    provider, clock = Provider(), FakeClock()
+    client = BandwidthClient(
+        base_url="https://Voice.Example.test:443/api/v2",  # upper case and the default port: the same host
+        client_id="client-1",
+        client_secret="s3cret",
+        token_url=TOKEN_URL,
+        transport=httpx.MockTransport(provider),
+        clock=clock,
+    )
+    client.get_realtime_transcription(*IDS)
+    assert len(provider.api_requests) == 1
+
+
+def test_a_twilio_secret_rotated_in_its_file_by_another_thread_is_sent_again(tmp_path):
+    """Two requests refused with the old secret: the first to re-read the file takes the new one,
+    and the second, finding it already read, must still try it, not take the account for refused."""
+    from archiver.providers.twilio import TwilioClient
+
+    path = tmp_path / "auth_token"
+    path.write_text("old-token")
+    source = SecretSource("old-token", str(path))
+    seen: list[str] = []
+
+    def twilio(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["authorization"])
+        if (
+            request.headers["authorization"]
+            == "Basic " + base64.b64encode(b"AC" + b"1" * 32 + b":old-token").decode()
+        ):
+            path.write_text("new-token")
+            source.reload()  # another thread, refused too, read the file first
+            return httpx.Response(401, json={"code": 20003, "message": "Authenticate"})
+        return httpx.Response(200, json={"sid": "GT" + "2" * 32})
+
+    client = TwilioClient(
+        base_url="https://intelligence.example.test",
+        account_sid="AC" + "1" * 32,
+        secret=source,
+        media_hosts=[],
+        transport=httpx.MockTransport(twilio),
+    )
+    assert client.get_transcript("GT" + "2" * 32).data["sid"] == "GT" + "2" * 32
+    assert len(seen) == 2

@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from archiver.backfill import fail_run, run_account, run_backfill, wait_for_account
 from archiver.config import get_settings
 from archiver.logging import log_context
+from archiver.pipeline.accounts import pause_account
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import (
     BACKFILL_TASK_NAME,
@@ -33,7 +34,7 @@ from archiver.pipeline.retry import PauseAccount, Retry
 from archiver.pipeline.steps import Outcome, run_step
 from archiver.pipeline.sweeper import sweep_due_items
 from archiver.pipeline.twilio_transcripts import request_transcript
-from archiver.providers.errors import ProviderError
+from archiver.providers.errors import CredentialsRefused, ProviderError
 from workers import app
 from workers.dispatch import CeleryDispatcher
 
@@ -144,17 +145,39 @@ def confirm_purge(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]
     return self.run_item_step(item_id, ref)
 
 
-@app.task(name=REQUEST_TWILIO_TRANSCRIPT_TASK_NAME, acks_late=True, ignore_result=True, queue=QUEUE_LIVE)
+@app.task(
+    name=REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    queue=QUEUE_LIVE,
+    max_retries=None,
+)
 def request_twilio_transcript(
+    self: Task,  # type: ignore[type-arg]
     service_sid: str,
     media_url: str | None = None,
     source_sid: str | None = None,
     customer_key: str | None = None,
 ) -> dict[str, Any]:
-    """Ask Twilio to transcribe a recording or a media URL, and track the transcript to its archive."""
-    sid, item_id = request_transcript(
-        pipeline_context(), service_sid, media_url=media_url, source_sid=source_sid, customer_key=customer_key
-    )
+    """Ask Twilio to transcribe a recording or a media URL, and track the transcript to its archive.
+    Refused credentials pause the Twilio account; the request is tried again when its credentials
+    are next checked (at most ARCHIVER_MAX_COUNTDOWN_SECONDS away), not dropped."""
+    ctx = pipeline_context()
+    try:
+        sid, item_id = request_transcript(
+            ctx, service_sid, media_url=media_url, source_sid=source_sid, customer_key=customer_key
+        )
+    except CredentialsRefused as refused:
+        now = ctx.clock.now()
+        with ctx.db.transaction() as uow:
+            account = pause_account(
+                uow.session, ctx.settings, "twilio", str(ctx.settings.twilio_account_sid), str(refused), now
+            )
+            wait = (account.check_at - now).total_seconds() if account.check_at else 0.0
+        raise self.retry(
+            countdown=max(1.0, min(wait, ctx.settings.max_countdown_seconds)), exc=None
+        ) from None
     return {"transcript_sid": sid, "item_id": item_id}
 
 

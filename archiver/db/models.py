@@ -282,4 +282,7 @@ class ProviderAccount(Base):
     check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     #: The last ERROR logged about the pause (one per interval, whichever process logs it).
     logged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When the last pause ended. A refusal soon after is the same pause going on (a check that
+    #: passed while another request is still refused): its back-off and logging continue.
+    resumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,12 +6,15 @@ credentials (the token endpoint refuses the client; the API answers 401/403 to a
 * the step that met the refusal pauses the account (:func:`pause_account`), in the transaction that
   records the item's failure; the item spends no attempt, is never dead-lettered, and waits;
 * while the account is paused the sweeper sends none of its items (:func:`not_paused`); an item
-  whose message was already on its way fails fast (its process remembers the refusal) and waits;
+  whose message was already on its way is put back to wait without a request to the provider
+  (:class:`PausedAccounts`, each process's view, at most a few seconds old);
 * the sweeper checks the credentials again when the account's ``check_at`` is due
   (:func:`check_paused_accounts`): a new token and the cheapest authenticated request, the secret
   file read again if refused. Refused: the next check waits twice as long, up to
   ``ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS``. Accepted: the account is active again, and its waiting
-  items, all due, are swept at once. Nothing is lost, nothing was deleted meanwhile.
+  items, all due, are swept at once. Nothing is lost, nothing was deleted meanwhile. A refusal
+  soon after (the check passed, but the provider still refuses another kind of request) continues
+  the same pause: its back-off and its logging go on, so the account does not flap.
 
 An ERROR is logged when the pause begins, then at most once per maximum interval, by whichever
 process sees the refusal; ``archiver status`` and the metrics show the pause and the provider's words.
@@ -20,7 +23,9 @@ process sees the refusal; ``archiver status`` and the metrics show the pause and
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
@@ -28,10 +33,12 @@ from sqlalchemy.orm import Session
 from archiver.config import Settings
 from archiver.db.models import AccountState, ArchiveItem, PauseReason, Provider, ProviderAccount
 from archiver.db.upsert import insert_ignore
-from archiver.pipeline.context import PipelineContext
 from archiver.providers.errors import CredentialsRefused
 
-__all__ = ["check_paused_accounts", "not_paused", "pause_account", "paused_accounts"]
+if TYPE_CHECKING:  # the context holds a PausedAccounts: imported by it, not importing it
+    from archiver.pipeline.context import PipelineContext
+
+__all__ = ["PausedAccounts", "check_paused_accounts", "not_paused", "pause_account", "paused_accounts"]
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +92,17 @@ def pause_account(
     transaction."""
     row = _locked(session, provider, account_id, now)
     if row.state != AccountState.PAUSED:
-        row.state, row.pause_reason, row.paused_since = AccountState.PAUSED, PauseReason.CREDENTIALS, now
-        row.refusals, row.checks, row.logged_at = 0, 0, None
-        row.check_at = now + timedelta(seconds=settings.account_pause_seconds)
+        relapse = (
+            row.resumed_at is not None
+            and row.paused_since is not None
+            and now - row.resumed_at < 2 * timedelta(seconds=settings.account_pause_max_seconds)
+        )
+        row.state, row.pause_reason = AccountState.PAUSED, PauseReason.CREDENTIALS
+        if relapse:  # the check passed, yet the provider still refuses some request: no fresh start
+            row.check_at = now + _next_check(settings, row.checks)
+        else:
+            row.paused_since, row.refusals, row.checks, row.logged_at = now, 0, 0, None
+            row.check_at = now + timedelta(seconds=settings.account_pause_seconds)
     row.refusals += 1
     row.message = message[:2000]
     row.updated_at = now
@@ -125,6 +140,27 @@ def _check_credentials(ctx: PipelineContext, provider: str, account_id: str) -> 
         ctx.bandwidth.check_credentials(account_id)
     else:
         ctx.twilio.check_credentials()
+
+
+class PausedAccounts:
+    """A process's view of the paused accounts, read at most every ``ttl`` seconds: a step whose
+    item's account is paused does no provider I/O (its message was sent before the pause)."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self._ttl = ttl
+        self._read_at = -ttl
+        self._paused: set[tuple[str, str]] = set()
+
+    def __contains__(self, account: tuple[str, str]) -> bool:
+        return account in self._paused
+
+    def refresh(self, session: Session) -> None:
+        if time.monotonic() - self._read_at >= self._ttl:
+            self._paused = {(a.provider, a.account_id) for a in paused_accounts(session)}
+            self._read_at = time.monotonic()
+
+    def add(self, provider: str, account_id: str) -> None:
+        self._paused.add((provider, account_id))
 
 
 def check_paused_accounts(ctx: PipelineContext) -> int:
@@ -166,7 +202,7 @@ def _resume(ctx: PipelineContext, provider: str, account_id: str) -> int:
             return 0
         since = row.paused_since
         row.state, row.pause_reason, row.check_at = AccountState.ACTIVE, None, None
-        row.updated_at = now
+        row.updated_at = row.resumed_at = now
     log.warning(
         "%s credentials accepted again for account %s (refused since %s): its items resume",
         PROVIDER_NAMES.get(provider, provider),

@@ -14,6 +14,7 @@ from archiver.clock import Clock, clock_from_settings
 from archiver.config import Settings, env_name
 from archiver.db.session import Database
 from archiver.metrics import SharedCounters
+from archiver.pipeline.accounts import PausedAccounts
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.providers.bandwidth import BandwidthClient
@@ -137,6 +138,11 @@ class PipelineContext:
             )
             self._store = ObjectStore(client, self.settings.s3_bucket)
         return self._store
+
+    @cached_property
+    def paused_accounts(self) -> PausedAccounts:
+        """This process's view of the paused provider accounts (a few seconds old at most)."""
+        return PausedAccounts()
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:

@@ -31,7 +31,7 @@ from archiver.pipeline.artifacts import (
     register,
 )
 from archiver.pipeline.retry import PermanentStepError
-from archiver.providers.errors import ProviderRejected
+from archiver.providers.errors import CredentialsRefused, ProviderRejected
 from archiver.providers.http import DeleteOutcome
 from archiver.storage import bandwidth_call_key
 from archiver.timestamps import parse_timestamp
@@ -334,7 +334,11 @@ class RecordingHandler:
                 username=s.intake_username,
                 password=s.intake_password.get_secret_value(),
             )
-        except ProviderRejected as exc:
+        except (ProviderRejected, CredentialsRefused) as exc:
+            if isinstance(exc, CredentialsRefused) and exc.status != 403:
+                raise  # refused credentials: the account's problem (the item waits for it)
+            # A 403 here (with credentials the rest of the API accepts): the credential lacks the
+            # right to ask for transcriptions, an option of ours; the recording goes on without one.
             result.transcription_state = TranscriptionState.UNAVAILABLE
             result.transcription_outcome = f"transcription request refused: {exc}"
             return False

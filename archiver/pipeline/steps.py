@@ -88,6 +88,8 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int, go_on: bool) -> St
     objects: list[ArchivedObject] = []
     with ctx.db.transaction() as uow:
         result = claim(uow.session, item_id, state, owner, ctx.clock.now(), ctx.settings.lease_seconds)
+        if result.status is ClaimStatus.CLAIMED and _account_paused(ctx, uow, result.item):
+            return StepResult(Outcome.WAITING, "its account is paused")
         if result.status is ClaimStatus.CLAIMED and step in VERIFYING_STEPS:
             # Read with the claim, in its transaction: the lease keeps them as they are.
             objects = _objects_of(uow, item_id)
@@ -118,6 +120,18 @@ def _run_step(ctx: PipelineContext, step: Step, item_id: int, go_on: bool) -> St
 
 
 GoOn = tuple[Step, ArchiveItem, list[ArchivedObject]]
+
+
+def _account_paused(ctx: PipelineContext, uow: UnitOfWork, item: ArchiveItem | None) -> bool:
+    """A message sent before its account was paused: the item goes back to wait (due, no lease,
+    nothing outstanding), without a request to the provider; the sweeper sends it on resume."""
+    assert item is not None
+    ctx.paused_accounts.refresh(uow.session)
+    if (item.provider, item.account_id) not in ctx.paused_accounts:
+        return False
+    release(item)
+    item.due_at, item.enqueued_at = ctx.clock.now(), None
+    return True
 
 
 def _objects_of(uow: UnitOfWork, item_id: int) -> list[ArchivedObject]:
@@ -180,6 +194,7 @@ def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error
             # The account's problem, not the item's: no attempt spent, never dead-lettered. The
             # item is due, but the sweeper sends nothing of a paused account until it resumes.
             pause_account(uow.session, ctx.settings, item.provider, item.account_id, decision.reason, now)
+            ctx.paused_accounts.add(item.provider, item.account_id)
             owned.last_error = f"waiting for the account: {decision.reason}"
             owned.updated_at = owned.due_at = now
             owned.enqueued_at = None

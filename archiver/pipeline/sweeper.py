@@ -62,7 +62,6 @@ def _resend_due(now: datetime, requeue_after: float, busy_queues: set[str]) -> C
 
 def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     report = SweepReport()
-    check_paused_accounts(ctx)  # first: an account resumed now has its items swept in this sweep
     batch_size = ctx.settings.sweep_batch_size
     backlog = ctx.dispatcher.backlog() or {}
     busy_queues = {queue for queue, depth in backlog.items() if depth > batch_size}
@@ -97,6 +96,8 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
         log.info("sweep enqueued %d item(s): %s", report.enqueued, report.by_state)
     warn_retention_risk(ctx)
     resume_orphaned_runs(ctx)
+    # Last: a slow provider delays no item. An account resumed here has its items swept next time.
+    check_paused_accounts(ctx)
     return report
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from archiver.providers.credentials import SecretSource
 from archiver.providers.errors import NotFound, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
 from archiver.providers.oauth import BearerAuth, TokenSource
+from archiver.timestamps import iso_millis
 
 __all__ = ["BandwidthClient", "DeleteOutcome", "FetchedDocument"]
 
@@ -37,10 +38,6 @@ def _describe_error(response: httpx.Response) -> str:
     if isinstance(body, dict) and ("type" in body or "description" in body):
         return f"{body.get('type')}: {body.get('description')}"
     return response.text[:200]
-
-
-def _ms_iso(ts: datetime) -> str:
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
 
 
 class BandwidthClient(ProviderHttp):
@@ -87,11 +84,12 @@ class BandwidthClient(ProviderHttp):
         self.tokens.close()
 
     def check_credentials(self, account_id: str) -> None:
-        """Raise unless the provider accepts the credentials for ``account_id`` now: a new token,
-        then the cheapest authenticated request (the account's recordings in an empty window)."""
-        self.tokens.refresh()
+        """Raise unless the provider accepts the credentials for ``account_id`` now: a new token
+        (the secret read again if refused), then the cheapest authenticated request (the account's
+        recordings in an empty window), which that new token answers."""
+        self.tokens.forget()
         now = self._clock.now()
-        self.list_recordings(account_id, _ms_iso(now), _ms_iso(now + timedelta(milliseconds=1)))
+        self.list_recordings(account_id, iso_millis(now), iso_millis(now + timedelta(milliseconds=1)))
 
     # --- URLs ---------------------------------------------------------------------------------------
 

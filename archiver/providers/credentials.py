@@ -60,9 +60,18 @@ class SecretSource:
         return True
 
 
+def below(url: httpx.URL, base: httpx.URL) -> bool:
+    """Whether ``url`` is below ``base``: the same scheme, host and port (as httpx normalises them:
+    the host lower-cased, a default port dropped) and a path under the base's."""
+    prefix = base.path.rstrip("/") + "/"
+    return (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port) and url.path.startswith(
+        prefix
+    )
+
+
 def require_base_url(request: httpx.Request, base_url: str, what: str) -> None:
     """Refuse to send ``what`` anywhere but below ``base_url``."""
-    if not str(request.url).startswith(base_url.rstrip("/") + "/"):
+    if not below(request.url, httpx.URL(base_url)):
         raise ProviderRejected(f"refusing to send the {what} to {request.url.host}: not {base_url}")
 
 
@@ -82,8 +91,11 @@ class RereadableBasicAuth(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         require_base_url(request, self._base_url, self._what)
-        request.headers["Authorization"] = basic_header(self._user, self._secret.get())
+        sent = self._secret.get()
+        request.headers["Authorization"] = basic_header(self._user, sent)
         response = yield request
-        if response.status_code in REFUSED_STATUSES and self._secret.reload():
-            request.headers["Authorization"] = basic_header(self._user, self._secret.get())
-            yield request
+        if response.status_code in REFUSED_STATUSES:
+            self._secret.reload()
+            if self._secret.get() != sent:  # rotated in its file (read by this thread or another)
+                request.headers["Authorization"] = basic_header(self._user, self._secret.get())
+                yield request

@@ -17,8 +17,9 @@ Invariants:
 * the token request has explicit timeouts; its 429 is :class:`RateLimited` with the Retry-After, its
   5xx and dropped connections are retried in place like any provider request;
 * a refused client secret is read again from its file (``ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE``)
-  and, if it changed, tried at once; a refusal of the same secret is remembered for a few seconds,
-  so that a backlog of items does not ask the token endpoint once each.
+  and, if it changed, tried at once; a failed token request is remembered for a while (a refusal of
+  the same secret for a few seconds, a 429 for its Retry-After, a 5xx for two seconds), so that the
+  threads that waited for it, and a backlog of items, do not each ask the token endpoint again.
 
 Why not a library: Authlib's httpx client is moving to ``httpx2`` (its ``httpx`` fallback is
 deprecated), its synchronous client fetches without a lock, and it reads a 429 body as a token;
@@ -36,9 +37,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from archiver.clock import Clock, SystemClock
-from archiver.logging import remember_secret
+from archiver.logging import remember_token
 from archiver.providers.credentials import REFUSED_STATUSES, SecretSource, basic_header, require_base_url
-from archiver.providers.errors import CredentialsRefused, ProviderUnavailable
+from archiver.providers.errors import CredentialsRefused, ProviderError, ProviderUnavailable, RateLimited
 from archiver.providers.http import ProviderHttp, timeouts
 
 __all__ = ["AccessToken", "BearerAuth", "TokenSource"]
@@ -51,6 +52,8 @@ REFRESH_MARGIN_SECONDS = 60.0
 SHORT_LIFETIME_SHARE = 0.25
 #: How long a refused secret is not offered again (unless its file changes meanwhile).
 REFUSAL_HOLD_SECONDS = 15.0
+#: How long a token endpoint that failed (5xx, unreachable) is not asked again.
+FAILURE_HOLD_SECONDS = 2.0
 #: The lifetime assumed when the token endpoint does not say (RFC 6749 §5.1 leaves it optional).
 DEFAULT_LIFETIME_SECONDS = 3600.0
 
@@ -67,9 +70,22 @@ class AccessToken:
 
 
 @dataclass(frozen=True)
-class _Refusal:
+class _Held:
+    """A failed token request, answered again to whoever asks before ``until``."""
+
     until: float
-    error: CredentialsRefused
+    error: ProviderError
+
+    def again(self, now: float) -> ProviderError:
+        """A fresh copy (one exception object raised in many threads would pile up tracebacks)."""
+        e = self.error
+        if isinstance(e, CredentialsRefused):
+            return CredentialsRefused(str(e), provider=e.provider, status=e.status)
+        if isinstance(e, RateLimited):
+            return RateLimited(str(e), retry_after=max(0.0, self.until - now))
+        copy = ProviderUnavailable(str(e), status=e.status)
+        copy.retried_in_place = True
+        return copy
 
 
 def _describe_token_error(response: httpx.Response) -> str:
@@ -117,7 +133,7 @@ class TokenSource(ProviderHttp):
         )
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
-        self._refusal: _Refusal | None = None
+        self._held: _Held | None = None
         #: Tokens this process obtained (for tests and benchmarks).
         self.fetches = 0
 
@@ -146,29 +162,47 @@ class TokenSource(ProviderHttp):
             if self._token is not None and self._token.value == value:
                 self._token = None
 
-    def refresh(self) -> None:
-        """Fetch a new token now, whatever the cache and any refusal held (a credentials check)."""
+    def forget(self) -> None:
+        """Drop the token and any failure held: the next request asks the token endpoint (a check
+        of the credentials)."""
         with self._lock:
-            self._token = None
+            self._token = self._held = None
+
+    def refresh(self) -> None:
+        """Fetch a new token now, whatever the cache and any failure held."""
+        with self._lock:
+            self._token = self._held = None
             self._token = self._fetch(honour_hold=False)
 
     def _fetch(self, *, honour_hold: bool) -> AccessToken:
-        held = self._refusal
-        if honour_hold and held is not None and self._now() < held.until and not self._secret.reload():
-            raise held.error
+        held, now = self._held, self._now()
+        if honour_hold and held is not None and now < held.until and not self._retry_refused_secret(held):
+            raise held.again(now)
         try:
-            token = self._request_token()
-        except CredentialsRefused as refused:
-            if not self._secret.reload():
-                self._refusal = _Refusal(self._now() + self._hold, refused)
-                raise
-            try:  # the file holds a new secret: try it at once
+            try:
                 token = self._request_token()
-            except CredentialsRefused as again:
-                self._refusal = _Refusal(self._now() + self._hold, again)
-                raise
-        self._refusal = None
+            except CredentialsRefused:
+                if not self._secret.reload():
+                    raise
+                token = self._request_token()  # the file holds a new secret: try it at once
+        except CredentialsRefused as refused:
+            self._hold_failure(refused, self._hold)
+            raise
+        except RateLimited as limited:
+            self._hold_failure(limited, limited.retry_after if limited.retry_after is not None else 1.0)
+            raise
+        except ProviderUnavailable as down:
+            self._hold_failure(down, FAILURE_HOLD_SECONDS)
+            raise
+        self._held = None
         return token
+
+    def _retry_refused_secret(self, held: _Held) -> bool:
+        """A refusal held, but the secret's file now holds another: worth asking again at once."""
+        return isinstance(held.error, CredentialsRefused) and self._secret.reload()
+
+    def _hold_failure(self, error: ProviderError, seconds: float) -> None:
+        self._held = _Held(self._now() + seconds, error)
 
     def _refused(self, status: int) -> bool:
         """The token endpoint refusing the request (any 4xx but 429) is the account's problem:
@@ -189,15 +223,20 @@ class TokenSource(ProviderHttp):
         except ValueError:
             data = None
         value = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(value, str) or not value:
-            raise ProviderUnavailable(f"POST {self.token_url}: no access_token in the answer")
+        if not isinstance(value, str) or not value:  # not a token endpoint: a configuration problem
+            raise CredentialsRefused(
+                f"POST {self.token_url}: HTTP {response.status_code} without an access_token "
+                "(is ARCHIVER_BANDWIDTH_TOKEN_URL right?)",
+                provider="bandwidth",
+                status=response.status_code,
+            )
         assert isinstance(data, dict)
         token_type = str(data.get("token_type") or "Bearer")
         if token_type.lower() != "bearer":
             raise CredentialsRefused(
                 f"POST {self.token_url}: token type {token_type[:40]!r}, not Bearer", provider="bandwidth"
             )
-        remember_secret(value)
+        remember_token(value)
         try:
             lifetime = float(data.get("expires_in", DEFAULT_LIFETIME_SECONDS))
         except (TypeError, ValueError):

@@ -51,6 +51,9 @@ def host_allowed(url: str, patterns: list[str]) -> bool:
 
 
 class TwilioClient(ProviderHttp):
+    """``username``: an API key SID (SK…) whose ``secret`` is the key's secret; by default the
+    account SID, whose ``secret`` is the auth token."""
+
     describe_error = staticmethod(describe_twilio_error)
 
     provider_name = "twilio"
@@ -69,8 +72,6 @@ class TwilioClient(ProviderHttp):
         clock: Clock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        """``username``: an API key SID (SK…) whose ``secret`` is the key's secret; by default the
-        account SID, whose ``secret`` is the auth token."""
         self.account_sid = validate("twilio_account", account_sid)
         self.media_hosts = media_hosts
         self._clock = clock or SystemClock()
@@ -98,8 +99,9 @@ class TwilioClient(ProviderHttp):
         self._media.close()
 
     def check_credentials(self) -> None:
-        """Raise unless Twilio accepts the credentials now (the cheapest authenticated request)."""
-        self._get_json(f"{self.base_url}/v2/Services?PageSize=1")
+        """Raise unless Twilio accepts the credentials now: the cheapest request on the resource the
+        archiver works with (one transcript of the list)."""
+        self._get_json(f"{self.base_url}/v2/Transcripts?PageSize=1")
 
     def transcript_url(self, sid: str) -> str:
         return f"{self.base_url}/v2/Transcripts/{validate('twilio_transcript', sid)}"

@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("checks", sa.Integer(), nullable=False),
         sa.Column("check_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("logged_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resumed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_provider_accounts"),
         sa.UniqueConstraint("provider", "account_id", name="uq_provider_accounts_account"),

@@ -1,0 +1,61 @@
+"""Paused accounts on a real PostgreSQL database: a pause, its back-off, a relapse right after a
+resume (the same pause going on, not a fresh one), and a process's view of the paused accounts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from archiver.config import Settings
+from archiver.pipeline.accounts import PausedAccounts, pause_account
+
+T0 = datetime(2026, 12, 2, 12, tzinfo=UTC)
+SETTINGS = Settings(_env_file=None, account_pause_seconds=30, account_pause_max_seconds=300)
+
+
+def pause(db, at, message="invalid_client: Bad client credentials"):
+    with db.transaction() as uow:
+        row = pause_account(uow.session, SETTINGS, "bandwidth", "9900000", message, at)
+        return row.state, row.paused_since, row.checks, row.check_at, row.logged_at
+
+
+def resume(db, at):
+    from archiver.pipeline.accounts import _locked
+
+    with db.transaction() as uow:
+        row = _locked(uow.session, "bandwidth", "9900000", at)
+        row.state, row.check_at, row.resumed_at = "active", None, at
+        row.checks = 3  # as after three refused checks
+
+
+def test_a_pause_starts_with_the_first_back_off_and_one_error(isolated_db):
+    state, since, checks, check_at, logged = pause(isolated_db, T0)
+    assert (state, since, checks, check_at, logged) == ("paused", T0, 0, T0 + timedelta(seconds=30), T0)
+    again = pause(isolated_db, T0 + timedelta(seconds=5))  # another item refused: the same pause
+    assert again[1:] == (T0, 0, T0 + timedelta(seconds=30), T0)
+
+
+def test_a_refusal_soon_after_a_resume_continues_the_pause_and_its_back_off(isolated_db):
+    pause(isolated_db, T0)
+    resume(isolated_db, T0 + timedelta(minutes=4))
+    relapse = T0 + timedelta(minutes=4, seconds=30)
+    state, since, checks, check_at, logged = pause(isolated_db, relapse)
+    assert state == "paused" and since == T0 and checks == 3 and logged == T0  # within the interval: no ERROR
+    assert check_at == relapse + timedelta(seconds=240)  # 30 s x 2^3, not 30 s again
+
+
+def test_a_refusal_long_after_a_resume_is_a_new_pause(isolated_db):
+    pause(isolated_db, T0)
+    resume(isolated_db, T0 + timedelta(minutes=4))
+    later = T0 + timedelta(hours=1)
+    assert pause(isolated_db, later)[1:] == (later, 0, later + timedelta(seconds=30), later)
+
+
+def test_a_process_sees_paused_accounts_within_its_ttl(isolated_db):
+    view = PausedAccounts(ttl=0.0)
+    with isolated_db.sessionmaker() as session:
+        view.refresh(session)
+        assert ("bandwidth", "9900000") not in view
+    pause(isolated_db, T0)
+    with isolated_db.sessionmaker() as session:
+        view.refresh(session)
+        assert ("bandwidth", "9900000") in view
