@@ -36,9 +36,8 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from archiver.intake.app import create_app
+    from archiver.intake.server import serve
     from archiver.pipeline.context import PipelineContext
     from workers.celery_app import create_celery_app
     from workers.dispatch import CeleryDispatcher
@@ -52,14 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # sight, so that its full collections (which hold every request) scan only what requests made.
     gc.collect()
     gc.freeze()
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level.lower(),
-        access_log=args.access_log,
-        timeout_graceful_shutdown=10,
-    )
+    serve(app, settings, args.host, args.port, args.access_log)
     return 0
 
 

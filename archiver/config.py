@@ -133,6 +133,18 @@ class Settings(BaseSettings):
     #: in one message, which sends them (publishing is most of a busy intake's CPU); a smaller one
     #: sends them itself, without the hop. Above ``intake_max_batch``: always send directly.
     intake_relay_min_messages: int = Field(default=8, ge=1)
+    #: A connection must send a request's headers within this long, from its first byte (or from
+    #: its opening): slow or silent clients do not hold connections.
+    intake_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: A request's body must arrive within this long.
+    intake_body_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    #: An idle keep-alive connection is closed after this long.
+    intake_keep_alive_seconds: float = Field(default=5.0, gt=0, le=300)
+    #: Connections and requests under way at once; past it, 503 (uvicorn's limit_concurrency).
+    intake_max_connections: int = Field(default=1000, ge=10)
+    #: Prometheus metrics are served on their own address, never on the webhook port.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     #: The URL at which providers reach the intake (callback URLs we give them; signature checks).
     public_base_url: str | None = None

@@ -123,6 +123,7 @@ class LocalStack:
     simulator_port: int = field(default_factory=free_port)
     intake_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
     group: ProcessGroup = field(default_factory=ProcessGroup)
 
     def __post_init__(self) -> None:
@@ -152,6 +153,11 @@ class LocalStack:
         return f"http://127.0.0.1:{self.intake_port}"
 
     @property
+    def metrics_url(self) -> str:
+        """The intake's Prometheus metrics (a port of their own, not the webhook port)."""
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
     def flower_url(self) -> str:
         return f"http://127.0.0.1:{self.flower_port}"
 
@@ -172,6 +178,7 @@ class LocalStack:
             "ARCHIVER_INTAKE_USERNAME": self.intake_username,
             "ARCHIVER_INTAKE_PASSWORD": self.intake_password,
             "ARCHIVER_PUBLIC_BASE_URL": self.intake_url,
+            "ARCHIVER_METRICS_PORT": str(self.metrics_port),
             "ARCHIVER_TWILIO_ACCOUNT_SID": self.twilio_account_sid,
             "ARCHIVER_TWILIO_AUTH_TOKEN": self.twilio_auth_token,
             **(

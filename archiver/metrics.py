@@ -1,4 +1,4 @@
-"""Prometheus metrics, served by the intake at ``/metrics``.
+"""Prometheus metrics, served by the intake on a port of their own (``ARCHIVER_METRICS_PORT``).
 
 Two kinds:
 

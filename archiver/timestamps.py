@@ -30,7 +30,10 @@ def parse_timestamp(value: object) -> datetime | None:
         digits = zone[1:].replace(":", "")
         from datetime import timedelta
 
-        parsed -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        try:
+            parsed -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        except OverflowError:  # 9999-12-31T23:59:59-23:59: past the last date Python knows
+            return None
     return parsed
 
 
@@ -38,3 +41,9 @@ def iso_millis(ts: datetime) -> str:
     """``ts`` in UTC as ``YYYY-MM-DDTHH:MM:SS.mmmZ``: the form Bandwidth's list bounds take."""
     ts = ts.astimezone(UTC)
     return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+def unrepresentable(value: object) -> bool:
+    """A timestamp written correctly that names no instant Python can hold (year 9999 at -23:59):
+    refused by the intake, not silently dropped."""
+    return isinstance(value, str) and bool(_ISO.match(value.strip())) and parse_timestamp(value) is None

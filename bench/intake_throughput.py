@@ -431,7 +431,8 @@ def measure(
     }
     subprocess.run([bin_path("archiver"), "db", "upgrade"], env=env, check=True, capture_output=True)
     fresh_broker()
-    bare_port, intake_port = free_port(), free_port()
+    bare_port, intake_port, metrics_port = free_port(), free_port(), free_port()
+    env["ARCHIVER_METRICS_PORT"] = str(metrics_port)
     bare = ManagedProcess("bare", [sys.executable, "-c", BARE_APP, str(bare_port)]).start()
     intake = ManagedProcess(
         "intake", [bin_path("archiver"), "serve", "--port", str(intake_port)], env=env
@@ -453,18 +454,22 @@ def measure(
                 bare_rounds.append(closed_phase(bare_url, bare.proc.pid, per_process, f"bare{round_}"))
                 intake_rounds.append(
                     closed_phase(
-                        intake_url, intake.proc.pid, per_process, f"closed{per_process}-{round_}", intake_port
+                        intake_url,
+                        intake.proc.pid,
+                        per_process,
+                        f"closed{per_process}-{round_}",
+                        metrics_port,
                     )
                 )
             bare_runs[per_process], intake_runs[per_process] = combined(bare_rounds), combined(intake_rounds)
         half = bare_runs[HIGH]["rate"] / 2
-        paced = open_phase(intake_url, intake.proc.pid, half, "open", intake_port)
+        paced = open_phase(intake_url, intake.proc.pid, half, "open", metrics_port)
         # The same schedule against the bare endpoint: the latency the machine and the load
         # generators add by themselves.
         paced_bare = arrivals(bare_url, SECONDS, half, "open-bare")
         # The previous method, for comparison with earlier results.
         paced["per_connection"] = open_phase(
-            intake_url, intake.proc.pid, half, "open-httpx", intake_port, independent=False
+            intake_url, intake.proc.pid, half, "open-httpx", metrics_port, independent=False
         )
     finally:
         intake.stop()

@@ -56,6 +56,9 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/test_observability.py reads it
     "ARCHIVER_METRICS_CACHE_SECONDS": "0",
     "ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS": "3",  # a quick soft shutdown at the end of the session
+    # Slow or silent clients are cut off within a test (tests/test_intake_hardening.py).
+    "ARCHIVER_INTAKE_HEADER_TIMEOUT_SECONDS": "2",
+    "ARCHIVER_INTAKE_KEEP_ALIVE_SECONDS": "2",
     # A paused account's credentials checked again after 1 s, then 2 s, then every 3 s.
     "ARCHIVER_ACCOUNT_PAUSE_SECONDS": "1",
     "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS": "3",

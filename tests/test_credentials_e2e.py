@@ -288,5 +288,5 @@ def test_no_token_client_secret_or_api_key_secret_reaches_any_log(e2e, db):
                 digest = hashlib.sha256(run[start : start + 43].encode()).hexdigest()
                 assert digest not in fingerprints, f"a token in {name}"
         assert "Bearer " not in text, name
-    metrics = httpx.get(stack.intake_url + "/metrics", timeout=10).text
+    metrics = httpx.get(stack.metrics_url, timeout=10).text
     assert SECRETS["bandwidth_client_secret"] not in metrics

@@ -434,7 +434,7 @@ def test_the_intake_commits_concurrent_webhooks_together(e2e, db):
 
     def intake_metrics() -> dict[str, float]:
         """The intake's batch and message counters (the stack's intake serves every test)."""
-        text = httpx.get(f"{stack.intake_url}/metrics").text
+        text = httpx.get(stack.metrics_url).text
         return {
             line.split(" ")[0]: float(line.split(" ")[1])
             for line in text.splitlines()

@@ -20,6 +20,8 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 
 from archiver.db.models import ArchiveItem, WebhookEvent
 from tests.conftest import SECRETS
@@ -214,3 +216,100 @@ def test_10000_malformed_requests_are_refused_with_json_4xx_and_store_or_send_no
     for secret in SECRETS.values():
         assert secret not in logs
     print(f"{REQUESTS} requests in {elapsed:.1f} s: {dict(statuses)}")
+
+
+# --- the classes a security review found, kept by a property-based generator -----------------------
+
+
+UNICODE_DIGITS = "²³¹٣٤۵०१২৩๔༣၅႖០᠓᥆᧐᪁᭑᮱᱂᱓꘡꣐꤁꧑꩓꯳０１𝟎𝟙"
+
+
+def _escape(text: str) -> str:
+    """JSON text of ``text`` with every non-ASCII character escaped (a lone surrogate survives)."""
+    return (
+        '"' + "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else f"\\u{ord(c):04x}" for c in text) + '"'
+    )
+
+
+@st.composite
+def refused_requests(draw: st.DrawFn) -> tuple[str, str, dict[str, Any], bytes, bool]:
+    """(method, path, headers, body, bandwidth auth?) of a request that must be refused, each with
+    exactly one defect of the classes found: nesting depth, lone surrogates, NUL, non-ASCII headers
+    and query values, Unicode digits, out-of-range dates."""
+    event = dict(draw(st.sampled_from(VALID_EVENTS)))
+    kind = draw(st.sampled_from(["deep", "surrogate", "nul", "header", "query", "digits", "date"]))
+    json_post = {"Content-Type": "application/json"}
+    if kind == "deep":
+        depth = draw(st.integers(33, 4000))
+        text = json.dumps(event)[:-1] + ', "extra": ' + "[" * depth + "]" * depth + "}"
+        if draw(st.booleans()):
+            return "POST", "/webhooks/bandwidth", json_post, text.encode(), True
+        query = urlencode(
+            {k: v for k, v in event.items() if isinstance(v, str)} | {"x": "[" * depth + "]" * depth}
+        )
+        return "GET", f"/webhooks/bandwidth?{query}", {}, b"", True
+    if kind in ("surrogate", "nul"):
+        field = draw(st.sampled_from(["eventTime", "cause", "errorMessage", "tag"]))
+        word = draw(st.text(max_size=20))
+        bad = chr(draw(st.integers(0xD800, 0xDFFF))) if kind == "surrogate" else "\x00"
+        at = draw(st.integers(0, len(word)))
+        value = word[:at] + bad + word[at:]
+        text = json.dumps(event)[:-1] + f", {json.dumps(field)}: {_escape(value)}" + "}"
+        return "POST", "/webhooks/bandwidth", json_post, text.encode(), True
+    if kind == "header":
+        raw = draw(st.binary(min_size=1, max_size=40).filter(lambda b: any(c >= 0x80 for c in b)))
+        value = bytes(c if c >= 0x20 and c != 0x7F else 0x41 for c in raw)  # no control bytes: a header
+        headers = {"X-Twilio-Signature": value, "Content-Type": "application/x-www-form-urlencoded"}
+        return "POST", "/webhooks/twilio", headers, b"transcript_sid=GT" + b"1" * 32, False
+    if kind == "query":
+        value = draw(st.text(min_size=1, max_size=64).filter(lambda t: not t.isascii()))
+        headers = {"X-Twilio-Signature": "AAAA", "Content-Type": "application/json"}
+        return "POST", f"/webhooks/twilio?{urlencode({'bodySHA256': value})}", headers, b"{}", False
+    if kind == "digits":
+        digits = "".join(draw(st.lists(st.sampled_from(UNICODE_DIGITS), min_size=1, max_size=6)))
+        if draw(st.booleans()):
+            digits = "9" * draw(st.integers(4, 6000))
+        query = urlencode({k: v for k, v in event.items() if isinstance(v, str)} | {"channels": digits})
+        return "GET", f"/webhooks/bandwidth?{query}", {}, b"", True
+    year, sign = draw(st.sampled_from([("9999-12-31T23:59:59", "-"), ("0001-01-01T00:00:00", "+")]))
+    offset = f"{sign}{draw(st.integers(1, 23)):02d}:{draw(st.integers(0, 59)):02d}"
+    field = draw(st.sampled_from(["eventTime", "startTime", "endTime"]))
+    return (
+        "POST",
+        "/webhooks/bandwidth",
+        json_post,
+        json.dumps({**event, field: year + offset}).encode(),
+        True,
+    )
+
+
+def test_the_review_classes_are_refused_with_json_4xx_and_store_nothing(e2e, db):
+    """Hypothesis, seeded (the same requests in CI every time), over the running intake."""
+    stack, _simulator, _clock = e2e
+    auth = (stack.intake_username, SECRETS["intake_password"])
+    seen: Counter[str] = Counter()
+    with httpx.Client(base_url=stack.intake_url, timeout=30) as client:
+
+        @seed(20261202)
+        @settings(max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(refused_requests())
+        def refused(request: tuple[str, str, dict[str, Any], bytes, bool]) -> None:
+            method, path, headers, body, with_auth = request
+            response = client.request(
+                method, path, headers=headers, content=body, auth=auth if with_auth else None
+            )
+            assert 400 <= response.status_code < 500, (method, path[:200], body[:200], response.text[:200])
+            payload = response.json()
+            assert set(payload) == {"error", "message"}
+            seen[payload["error"]] += 1
+
+        refused()
+    assert count(db, WebhookEvent) == 0 and count(db, ArchiveItem) == 0
+    assert {
+        "too_deep",
+        "invalid_unicode",
+        "nul_character",
+        "forbidden",
+        "invalid_field",
+        "invalid_timestamp",
+    } <= set(seen), seen

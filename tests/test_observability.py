@@ -73,7 +73,7 @@ def test_worker_and_intake_json_logs_name_the_item_provider_and_call(e2e, db):
 
 
 def scrape(stack):
-    response = httpx.get(stack.intake_url + "/metrics", timeout=10)
+    response = httpx.get(stack.metrics_url, timeout=10)
     response.raise_for_status()
     assert response.headers["content-type"].startswith("text/plain")
     samples = {}
@@ -122,4 +122,4 @@ def test_metrics_count_intake_requests_rejections_and_the_pipeline(e2e, db):
         and value(after, "archiver_archived_objects_total") == 1
     )
     assert value(after, "archiver_dead_letters") == 0 and value(after, "archiver_pipeline_metrics_up") == 1
-    assert SECRETS["intake_password"] not in httpx.get(stack.intake_url + "/metrics").text
+    assert SECRETS["intake_password"] not in httpx.get(stack.metrics_url).text

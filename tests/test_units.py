@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from archiver.ids import InvalidId, validate
-from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event
+from archiver.intake.bandwidth import parse_bandwidth_event
+from archiver.intake.untrusted import EventRejected
 from archiver.pipeline.events import Action
 from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, RetryPolicy
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited

@@ -6,12 +6,14 @@ transaction shared with concurrent requests: :mod:`archiver.intake.group_commit`
 after the commit. Every refusal is a 4xx with a JSON body
 ``{"error": code, "message": text}``, and stores nothing.
 
-``GET /healthz`` answers 200 while the database answers; ``GET /metrics`` is Prometheus's
-(:mod:`archiver.metrics`).
+``GET /healthz`` answers 200 while the database answers. Prometheus's metrics
+(:mod:`archiver.metrics`) are not served here, on the port providers reach, but on a port of their
+own (:mod:`archiver.intake.server`): the registry is ``app.state.metrics_registry``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -21,9 +23,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -31,9 +33,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.db.session import reconnecting
-from archiver.intake.bandwidth import EventRejected, parse_bandwidth_event, parse_bandwidth_query
+from archiver.intake.bandwidth import parse_bandwidth_event, parse_bandwidth_query
 from archiver.intake.group_commit import GroupCommitRecorder
-from archiver.intake.twilio import fields_from, parse_twilio_event, signature_valid
+from archiver.intake.twilio import event_fields, parse_twilio_event, signature_valid, signed_params
+from archiver.intake.untrusted import EventRejected
 from archiver.logging import log_context
 from archiver.metrics import IntakeMetrics, PipelineCollector
 from archiver.pipeline.context import PipelineContext
@@ -96,20 +99,26 @@ class BasicAuthChecker:
         return bool(sep) and user_ok and password_ok
 
 
-async def read_body_limited(request: Request, limit: int) -> bytes:
+async def read_body_limited(request: Request, limit: int, seconds: float = 20.0) -> bytes:
+    """The body, refused past ``limit`` bytes or ``seconds`` (a client that sends it slowly holds a
+    connection: bounded in time as well as in size)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit() and len(declared) <= 18):
             raise EventRejected(400, "bad_request", "invalid Content-Length")
         if int(declared) > limit:
             raise EventRejected(413, "body_too_large", f"body over {limit} bytes")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise EventRejected(413, "body_too_large", f"body over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise EventRejected(413, "body_too_large", f"body over {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise EventRejected(408, "timeout", f"body not received within {seconds:g} s") from None
     return b"".join(chunks)
 
 
@@ -159,7 +168,9 @@ def create_app(ctx: PipelineContext) -> Starlette:
                 {"WWW-Authenticate": 'Basic realm="archiver"'},
             )
         try:
-            raw = await read_body_limited(request, settings.intake_max_body_bytes)
+            raw = await read_body_limited(
+                request, settings.intake_max_body_bytes, settings.intake_body_timeout_seconds
+            )
             event = parse(raw)
         except EventRejected as rejected:
             return error(rejected.status, rejected.code, rejected.message)
@@ -182,6 +193,10 @@ def create_app(ctx: PipelineContext) -> Starlette:
         durable before the 2xx."""
         try:
             recorded, item_id = await recorder.record(event)
+        except (DataError, IntegrityError) as exc:
+            # The event itself cannot be stored: a retry would fail alike, so not a 503.
+            log.warning("%s event not storable: %s", event.event_type, type(exc.orig).__name__)
+            return error(422, "unstorable", "the event holds a value the archive cannot store")
         except DBAPIError as exc:
             # Not stored, so not acknowledged: the provider may deliver it again.
             log.error("database unavailable; %s event not stored: %s", event.event_type, type(exc).__name__)
@@ -203,20 +218,27 @@ def create_app(ctx: PipelineContext) -> Starlette:
     async def twilio_webhook(request: Request) -> Response:
         if settings.twilio_auth_token is None:
             return error(404, "not_configured", "Twilio is not configured here (ARCHIVER_TWILIO_AUTH_TOKEN)")
+        signature = request.headers.get("x-twilio-signature")
+        if not signature:  # refused before its body is read
+            return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
+        content_type = request.headers.get("content-type", "")
+        query = dict(request.query_params)
         try:
-            raw = await read_body_limited(request, settings.intake_max_body_bytes)
-            fields, signed, json_body = fields_from(
-                request.headers.get("content-type", ""), raw, dict(request.query_params)
+            raw = await read_body_limited(
+                request, settings.intake_max_body_bytes, settings.intake_body_timeout_seconds
             )
+            signed, json_body = signed_params(content_type, raw, query)
         except EventRejected as rejected:
             return error(rejected.status, rejected.code, rejected.message)
+        except ClientDisconnect:
+            return error(400, "bad_request", "client disconnected")
         base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
         url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        signature = request.headers.get("x-twilio-signature")
         # While the auth token is rotated, Twilio may sign with either: both are tried, nothing else.
         if not any(signature_valid(token, url, signed, signature, json_body) for token in twilio_tokens):
             return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
-        try:
+        try:  # parsed only once the signature is known good
+            fields = event_fields(content_type, raw, query, signed)
             event = parse_twilio_event(
                 fields, raw.decode("utf-8", "replace") or json.dumps(fields), settings.twilio_account_sid
             )
@@ -246,17 +268,16 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return JSONResponse({"status": "unhealthy", "database": "unreachable"}, status_code=503)
         return JSONResponse({"status": "ok", "database": "ok"})
 
-    async def metrics_endpoint(_request: Request) -> Response:
-        body = await run_in_threadpool(generate_latest, registry)
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
-
     async def not_found(_request: Request, _exc: Exception) -> Response:
         return error(404, "not_found", "no such endpoint")
+
+    async def internal_error(_request: Request, _exc: Exception) -> Response:
+        return error(500, "internal", "unexpected error; it has been logged")
 
     async def method_not_allowed(_request: Request, _exc: Exception) -> Response:
         return error(405, "method_not_allowed", "method not allowed")
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(
                 "/webhooks/bandwidth",
@@ -265,7 +286,9 @@ def create_app(ctx: PipelineContext) -> Starlette:
             ),
             Route("/webhooks/twilio", measured(metrics, "twilio", twilio_webhook), methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
-        exception_handlers={404: not_found, 405: method_not_allowed},
+        # Anything unexpected: a JSON 500 (the error is logged by archiver.intake.server.CatchAll).
+        exception_handlers={404: not_found, 405: method_not_allowed, Exception: internal_error},
     )
+    app.state.metrics_registry = registry
+    return app

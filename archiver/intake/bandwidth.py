@@ -16,19 +16,9 @@ from typing import Any
 
 from archiver.db.models import ArtifactKind, Provider
 from archiver.ids import InvalidId, validate
+from archiver.intake.untrusted import EventRejected, check_strings, load_json, load_json_object
 from archiver.pipeline.events import AcceptedEvent, Action, AnnouncedItem
-from archiver.timestamps import parse_timestamp
-
-
-class EventRejected(Exception):
-    """The request cannot be accepted; ``status`` and ``message`` go back to the caller as JSON."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
+from archiver.timestamps import parse_timestamp, unrepresentable
 
 REALTIME = {"realTimeTranscriptionAvailable", "realTimeTranscriptionRejected"}
 RECORDING = {"recordComplete", "recordingComplete", "recordingAvailable", "transcriptionAvailable"}
@@ -67,32 +57,52 @@ def _required_id(kind: str, container: Mapping[str, Any], field: str) -> str:
 
 
 def parse_bandwidth_event(raw: bytes) -> AcceptedEvent:
-    """A POSTed callback: a JSON object."""
-    try:
-        text = raw.decode("utf-8")
-        body = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        raise EventRejected(400, "malformed_json", "body is not valid UTF-8 JSON") from None
-    if not isinstance(body, dict):
-        raise EventRejected(400, "malformed_json", "body is not a JSON object")
+    """A POSTed callback: a JSON object (bounded nesting, storable strings)."""
+    body, text = load_json_object(raw)
     return parse_bandwidth_fields(body, text)
 
 
 def parse_bandwidth_query(params: Mapping[str, str]) -> AcceptedEvent:
     """A GET callback: the fields as query parameters (nested objects as JSON text)."""
+    check_strings(dict(params))
     body: dict[str, Any] = {}
     for name, value in params.items():
         if value[:1] in ("{", "[") and value[-1:] in ("}", "]"):
             try:
-                body[name] = json.loads(value)
+                body[name] = load_json(value)
                 continue
-            except ValueError:
-                pass
-        body[name] = int(value) if name == "channels" and value.isdigit() else value
+            except EventRejected as rejected:
+                if rejected.code != "malformed_json":
+                    raise
+        # ASCII digits only (str.isdigit() takes "²"), and a count of channels, not 5,000 digits.
+        small_number = value.isascii() and value.isdigit() and len(value) <= 3
+        body[name] = int(value) if name == "channels" and small_number else value
     return parse_bandwidth_fields(body, json.dumps(body, sort_keys=True))
 
 
+#: Timestamps an event may carry, at its top level or in its nested transcription.
+TIMESTAMP_FIELDS = ("eventTime", "startTime", "endTime", "completedTime")
+
+
+def _check_values(body: dict[str, Any]) -> None:
+    """Fields whose values we read must be readable: a channel count, and timestamps that name an
+    instant (an odd or zone-less one is accepted, an impossible one is not)."""
+    channels = body.get("channels")
+    if channels is not None and not (
+        isinstance(channels, int) and not isinstance(channels, bool) and 1 <= channels <= 64
+    ):
+        raise EventRejected(422, "invalid_field", "'channels' must be a number of channels")
+    nested = [
+        v for v in (body.get("realTimeTranscription"), body.get("transcription")) if isinstance(v, dict)
+    ]
+    for container in (body, *nested):
+        for name in TIMESTAMP_FIELDS:
+            if unrepresentable(container.get(name)):
+                raise EventRejected(422, "invalid_timestamp", f"'{name}' is not a representable date")
+
+
 def parse_bandwidth_fields(body: dict[str, Any], text: str) -> AcceptedEvent:
+    _check_values(body)
     event_type = body.get("eventType")
     if not isinstance(event_type, str) or not event_type:
         raise EventRejected(422, "missing_field", "missing 'eventType'")

@@ -12,13 +12,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from archiver.db.models import Provider
 from archiver.ids import InvalidId, validate
-from archiver.intake.bandwidth import EventRejected
+from archiver.intake.untrusted import EventRejected, check_strings, load_json_object
 from archiver.pipeline.events import AcceptedEvent, AnnouncedItem
 
 TRANSCRIPT_AVAILABLE = "voice_intelligence_transcript_available"
@@ -55,12 +54,15 @@ def signature_valid(
     """``params``: the form fields (POST form); empty for JSON and GET. ``body``: the raw JSON body."""
     if not signature:
         return False
+    given = signature.encode("utf-8", "surrogateescape")  # bytes: any header compares, none raises
     if body is not None:
         claimed = parse_qs(urlsplit(url).query).get("bodySHA256", [""])[0]
-        if not hmac.compare_digest(hashlib.sha256(body).hexdigest(), claimed):
+        actual = hashlib.sha256(body).hexdigest().encode("ascii")
+        if not hmac.compare_digest(actual, claimed.encode("utf-8", "surrogateescape")):
             return False
     matches = [
-        hmac.compare_digest(compute_signature(auth_token, v, params), signature) for v in _port_variants(url)
+        hmac.compare_digest(compute_signature(auth_token, v, params).encode("ascii"), given)
+        for v in _port_variants(url)
     ]
     return any(matches)
 
@@ -88,22 +90,29 @@ def parse_twilio_event(
     return AcceptedEvent(Provider.TWILIO, event_type, key, account_sid, raw, item)
 
 
-def fields_from(
+def signed_params(
     content_type: str, body: bytes, query: Mapping[str, str]
-) -> tuple[dict[str, str], dict[str, list[str]], bytes | None]:
-    """(fields of the event, parameters that are signed, the raw JSON body if JSON)."""
+) -> tuple[dict[str, list[str]], bytes | None]:
+    """What the signature covers besides the URL: the form fields (POST form), or nothing (GET,
+    JSON); and the raw JSON body, whose SHA-256 the URL carries. Nothing is parsed but a flat form."""
     if content_type.startswith("application/json"):
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise EventRejected(400, "malformed_json", "body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise EventRejected(400, "malformed_json", "body is not a JSON object")
-        return {k: str(v) for k, v in data.items() if v is not None}, {}, body
+        return {}, body
     if body:
         try:
-            form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            return parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False), None
         except UnicodeDecodeError:
             raise EventRejected(400, "bad_request", "form body is not UTF-8") from None
-        return {k: v[-1] for k, v in form.items()}, form, None
-    return dict(query), {}, None  # GET: the parameters are in the signed URL
+    return {}, None  # GET: the parameters are in the signed URL
+
+
+def event_fields(
+    content_type: str, body: bytes, query: Mapping[str, str], form: Mapping[str, list[str]]
+) -> dict[str, str]:
+    """The event's fields, once its signature is known good: JSON is parsed only then (bounded
+    nesting), and no field may hold what cannot be stored."""
+    if content_type.startswith("application/json"):
+        data, _text = load_json_object(body)
+        return {k: str(v) for k, v in data.items() if v is not None}
+    fields = {k: v[-1] for k, v in form.items()} if body else dict(query)
+    check_strings(fields)
+    return fields
