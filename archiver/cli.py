@@ -59,6 +59,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
     from archiver.simulator.app import SimulatorConfig, create_simulator_app
+    from archiver.simulator.exposure import refuse_exposed_defaults
     from archiver.simulator.faults import FaultRule, Faults, TokenBucket
     from archiver.simulator.webhooks import IntakeTarget
 
@@ -116,6 +117,21 @@ def cmd_simulator(args: argparse.Namespace) -> int:
         twilio_intake_url=args.twilio_intake_url,
         twilio_webhook_format=args.twilio_webhook_format,
         duplicate_webhooks=args.duplicate_webhooks,
+        webhook_targets=tuple(args.webhook_target or ()),
+    )
+    defaults = SimulatorConfig()
+    refuse_exposed_defaults(
+        args.host,
+        [
+            name
+            for name, value, default in (
+                ("SIMULATOR_CLIENT_SECRET", config.client_secret, defaults.client_secret),
+                ("SIMULATOR_ADMIN_TOKEN", config.admin_token, defaults.admin_token),
+                ("SIMULATOR_TWILIO_AUTH_TOKEN", config.twilio_auth_token, defaults.twilio_auth_token),
+                ("SIMULATOR_PASSWORD", config.legacy_password, "sim-password"),
+            )
+            if value == default
+        ],
     )
     configure_logging(
         "INFO",
@@ -206,6 +222,14 @@ def cmd_operations(args: argparse.Namespace) -> int:
         ctx.close()
 
 
+def cmd_flower(args: argparse.Namespace) -> int:
+    from archiver import flower
+
+    return flower.run(
+        args.address, args.port, args.flower_args, local_unauthenticated=args.local_unauthenticated
+    )
+
+
 def cmd_worker_health(args: argparse.Namespace) -> int:
     """Liveness of one worker: its main process answers a broker ping within the timeout."""
     import socket
@@ -283,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--twilio-intake-url", help="where Twilio webhooks go when a Service names none")
     sim.add_argument("--twilio-webhook-format", choices=["form", "json"], default="form")
     sim.add_argument("--duplicate-webhooks", action="store_true", help="deliver every webhook twice")
+    sim.add_argument(
+        "--webhook-target",
+        action="append",
+        metavar="URL",
+        help="a further origin /admin/webhooks may deliver to (repeatable; the intake URLs always are)",
+    )
     sim.add_argument("--intake-username")
     sim.add_argument("--intake-password", help="(or SIMULATOR_INTAKE_PASSWORD)")
     sim.add_argument("--rate-429-share", type=float, default=0.0, help="share of API requests answered 429")
@@ -319,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_parser(sub)
     sub.choices["backfill"].set_defaults(func=cmd_backfill)
+
+    flower = sub.add_parser(
+        "flower", help="run Flower, refusing to start without FLOWER_BASIC_AUTH (user:password)"
+    )
+    flower.add_argument("--address", default="127.0.0.1", help="listen address (default: loopback only)")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument(
+        "--local-unauthenticated",
+        action="store_true",
+        help="no credentials, and Flower's API open: the local stack only (a loopback address)",
+    )
+    flower.add_argument("flower_args", nargs="*", help="further Flower options (after --)")
+    flower.set_defaults(func=cmd_flower)
 
     health = sub.add_parser("worker-health", help="exit 0 if the worker answers a ping (liveness probe)")
     health.add_argument("--hostname", help="the worker's node name (default: worker@HOSTNAME)")

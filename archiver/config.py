@@ -12,10 +12,13 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Self
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+
+from archiver.exposure import placeholder_names, url_password
 
 ENV_PREFIX = "ARCHIVER_"
 
@@ -42,6 +45,9 @@ FILE_SECRETS = (
     "twilio_api_key_secret",
     "intake_password",
 )
+
+#: Settings that are URLs which may carry a password.
+_SECRET_URLS = ("database_url", "broker_url", "redis_url")
 
 LEGACY_BANDWIDTH_MESSAGE = (
     "Bandwidth decommissioned API users (username/password, ARCHIVER_BANDWIDTH_USERNAME and "
@@ -271,11 +277,28 @@ class Settings(BaseSettings):
             if getattr(self, name) is not None:
                 raise ValueError(f"set {env_name(name)} or {env_name(name)}_FILE, not both")
             setattr(self, name, SecretStr(read_secret_file(path)))
+        self._refuse_placeholders()
         if self.account_pause_max_seconds < self.account_pause_seconds:
             raise ValueError(
                 "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS must be at least ARCHIVER_ACCOUNT_PAUSE_SECONDS"
             )
         return self
+
+    def _refuse_placeholders(self) -> None:
+        """A placeholder (``CHANGE-ME``) where a secret goes stops the start (see
+        :mod:`archiver.placeholders`)."""
+        secrets = [(env_name(n), self._plain(n)) for n in (*FILE_SECRETS, "bandwidth_password")]
+        urls = [(f"{env_name(n)} (its password)", url_password(getattr(self, n))) for n in _SECRET_URLS]
+        named = placeholder_names([*secrets, *urls])
+        if named:
+            raise ValueError(
+                f"{', '.join(named)}: a placeholder, not a secret (like deploy/archiver.env.example's "
+                "CHANGE-ME); set the real value"
+            )
+
+    def _plain(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
 
     @property
     def shared_redis_url(self) -> str | None:
@@ -284,9 +307,14 @@ class Settings(BaseSettings):
 
     @property
     def twilio_media_host_patterns(self) -> list[str]:
-        hosts = [h.strip().lower() for h in self.twilio_media_hosts.split(",") if h.strip()]
+        """Hosts (``https`` on the default port) and origins (``http://host:port``, any scheme and
+        port exactly) media may come from; by default the API's own: its host if it is ``https`` on
+        the default port, else its origin (the simulator)."""
+        hosts = [h.strip().lower().rstrip("/") for h in self.twilio_media_hosts.split(",") if h.strip()]
         if not hosts:
-            hosts = [re.sub(r"^https?://([^/:]+).*$", r"\1", self.twilio_base_url).lower()]
+            base = urlsplit(self.twilio_base_url)
+            plain_https = base.scheme == "https" and base.port in (None, 443)
+            hosts = [str(base.hostname) if plain_https else f"{base.scheme}://{base.netloc}".lower()]
         return hosts
 
     @field_validator(
@@ -366,10 +394,14 @@ class Settings(BaseSettings):
         ):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
-        for url in (self.database_url, self.broker_url):
-            password = _url_password(url)
+        for url in (self.database_url, self.broker_url, self.redis_url):
+            password = _url_password(url) if url else None
             if password:
-                values.append(password)
+                values.extend({password, unquote(password)})  # as written, and as a driver may show it
+        for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):  # boto3's chain reads them itself
+            value = os.environ.get(name)
+            if value:
+                values.append(value)
         return values
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]

@@ -85,17 +85,6 @@ def ensure_redis(url: str, group: ProcessGroup, workdir: Path, echo: bool) -> No
     wait_until(lambda: bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping()), 15, "redis-server")
 
 
-#: Flower's memory stays bounded over months: at most this many tasks and workers are kept, and
-#: the state is not persisted (the database is the record; Flower is a live view).
-FLOWER_OPTIONS = (
-    "--max_tasks=10000",
-    "--max_workers=50",
-    "--persistent=False",
-    "--purge_offline_workers=600",
-    "--tasks_columns=name,uuid,state,kwargs,args,received,started,runtime,retries,worker",
-)
-
-
 @dataclass
 class LocalStack:
     workdir: Path
@@ -124,6 +113,8 @@ class LocalStack:
     intake_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    #: A second intake's port (tests): the simulator may deliver webhooks there too.
+    spare_intake_port: int = field(default_factory=free_port)
     group: ProcessGroup = field(default_factory=ProcessGroup)
 
     def __post_init__(self) -> None:
@@ -189,7 +180,7 @@ class LocalStack:
             "ARCHIVER_TWILIO_API_KEY_SID": self.twilio_api_key_sid,
             "ARCHIVER_TWILIO_API_KEY_SECRET": self.twilio_api_key_secret,
             "ARCHIVER_TWILIO_BASE_URL": self.simulator_url,
-            "ARCHIVER_TWILIO_MEDIA_HOSTS": "127.0.0.1",
+            "ARCHIVER_TWILIO_MEDIA_HOSTS": self.simulator_url,  # http and a port: named as an origin
             **self.extra_env,
         }
 
@@ -239,6 +230,8 @@ class LocalStack:
             self.twilio_account_sid,
             "--twilio-intake-url",
             f"{self.intake_url}/webhooks/twilio",
+            "--webhook-target",
+            f"http://127.0.0.1:{self.spare_intake_port}",
         ]
         process = ManagedProcess(
             "simulator",
@@ -322,17 +315,8 @@ class LocalStack:
         """Flower on the stack's broker: what the workers run, queued, retried and failed."""
         process = self._start(
             "flower",
-            [
-                bin_path("celery"),
-                "-A",
-                "workers",
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={self.flower_port}",
-                *FLOWER_OPTIONS,
-            ],
-            # Local only (127.0.0.1): its HTTP API without credentials. Production sets --basic-auth.
-            env={"FLOWER_UNAUTHENTICATED_API": "true"},
+            # Local only (127.0.0.1): its HTTP API without credentials. Production sets FLOWER_BASIC_AUTH.
+            [bin_path("archiver"), "flower", f"--port={self.flower_port}", "--local-unauthenticated"],
         )
         wait_until(lambda: http_ok(self.flower_url + "/healthcheck"), 60, "Flower")
         return process

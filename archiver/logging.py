@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -114,12 +115,32 @@ def install_redaction(secrets: Iterable[str], logger: logging.Logger | None = No
             handler.addFilter(redactor)
 
 
+#: Libraries whose DEBUG lines carry request headers and signatures (botocore logs the signed
+#: request, urllib3 and httpcore the raw exchange): never below INFO, whatever the root level.
+CHATTY_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3", "httpcore", "kombu", "amqp")
+
+_URL_QUERY = re.compile(r"(?P<url>\bhttps?://[^\s'\"?#]+)\?[^\s'\"#]*")
+
+
+def mask_url_queries(text: str) -> str:
+    """Drop the query of every URL in ``text``: a presigned URL's query is a credential."""
+    return _URL_QUERY.sub(r"\g<url>?…", text)
+
+
+def quiet_libraries() -> None:
+    """Cap the libraries that would log secrets at DEBUG (see :data:`CHATTY_LIBRARIES`)."""
+    for name in CHATTY_LIBRARIES:
+        library = logging.getLogger(name)
+        library.setLevel(max(library.getEffectiveLevel(), logging.INFO))
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
 def configure_logging(level: str, secrets: Iterable[str], log_format: str = "text") -> None:
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_libraries()
     if log_format == "json":
         use_json()
     install_redaction(secrets)

@@ -34,8 +34,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import ClientError
+
 from archiver.media import HEADER_BYTES, MediaInvalid, validate_container
-from archiver.storage import ObjectStore, StoredObject
+from archiver.storage import ObjectStore, StoredObject, precondition_failed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -85,7 +87,8 @@ class MediaTarget:
 
 
 class _CheckedBody:
-    """What either upload learns of the body as it arrives: its SHA-256, length and first bytes."""
+    """What either upload learns of the body as it arrives: its SHA-256, length and first bytes.
+    Both write conditionally: an object already at the key is kept, never overwritten."""
 
     def __init__(self, target: MediaTarget) -> None:
         self.client, self.bucket, self.key = target.client, target.bucket, target.key
@@ -99,6 +102,9 @@ class _CheckedBody:
         if len(self._header) < HEADER_BYTES:
             self._header += chunk[: HEADER_BYTES - len(self._header)]
         self.size += len(chunk)
+
+    def _existing(self, ours: StoredObject, crc32: str | None = None) -> StoredObject:
+        return ObjectStore(self.client, self.bucket).existing(ours, identity=self.metadata, crc32=crc32)
 
     def _check(self, expected_length: int | None, file_format: str | None, channels: int | None) -> None:
         """Raise :class:`MediaInvalid` unless the body is whole and of the declared format."""
@@ -129,17 +135,24 @@ class SpooledUpload(_CheckedBody):
         checksum = base64.b64encode(digest).decode("ascii")
         self._file.flush()
         self._file.seek(0)
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=self.key,
-            Body=self._file,  # type: ignore[arg-type]  # a binary file, as botocore takes
-            ContentLength=self.size,
-            ContentType=self.content_type,
-            Metadata={"sha256": digest.hex(), **self.metadata},
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum,
-        )
-        return StoredObject(self.bucket, self.key, self.size, digest.hex(), f"sha256:{checksum}")
+        ours = StoredObject(self.bucket, self.key, self.size, digest.hex(), f"sha256:{checksum}")
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=self._file,  # type: ignore[arg-type]  # a binary file, as botocore takes
+                ContentLength=self.size,
+                ContentType=self.content_type,
+                Metadata={"sha256": digest.hex(), **self.metadata},
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum,
+                IfNoneMatch="*",  # never over an archived object (storage.py)
+            )
+        except ClientError as error:
+            if not precondition_failed(error):
+                raise
+            return self._existing(ours)
+        return ours
 
     def close(self, *, success: bool) -> None:
         self._file.close()  # already unlinked: closing frees the disk
@@ -215,17 +228,20 @@ class MultipartUpload(_CheckedBody):
         self._check(expected_length, file_format, channels)
         sha256_hex, crc = self._sha256.hexdigest(), _b64_crc(self._crc)
         metadata = {"sha256": sha256_hex, **self.metadata}
-        if self._upload_id is None:
-            self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.key,
-                Body=bytes(self._buffer[: self._fill]),
-                ContentType=self.content_type,
-                Metadata=metadata,
-                ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=crc,
-            )
-        else:
+        ours = StoredObject(self.bucket, self.key, self.size, sha256_hex, f"crc32:{crc}")
+        try:
+            if self._upload_id is None:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=bytes(self._buffer[: self._fill]),
+                    ContentType=self.content_type,
+                    Metadata=metadata,
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=crc,
+                    IfNoneMatch="*",
+                )
+                return ours
             if self._fill:
                 self._submit_part()
             parts = [future.result() for future in self._parts]
@@ -236,25 +252,37 @@ class MultipartUpload(_CheckedBody):
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                 ChecksumCRC32=crc,
                 ChecksumType="FULL_OBJECT",
+                IfNoneMatch="*",
             )
-            # Metadata is fixed when a multipart upload is created, before the hash is known: the
-            # SHA-256 goes on the object as its tag "sha256".
-            self.client.put_object_tagging(
-                Bucket=self.bucket, Key=self.key, Tagging={"TagSet": [{"Key": "sha256", "Value": sha256_hex}]}
-            )
-        return StoredObject(self.bucket, self.key, self.size, sha256_hex, f"crc32:{crc}")
+        except ClientError as error:
+            if not precondition_failed(error):
+                raise
+            self._abort()
+            return self._existing(ours, crc32=crc)
+        # Metadata is fixed when a multipart upload is created, before the hash is known: the
+        # SHA-256 goes on the object as its tag "sha256".
+        self.client.put_object_tagging(
+            Bucket=self.bucket, Key=self.key, Tagging={"TagSet": [{"Key": "sha256", "Value": sha256_hex}]}
+        )
+        return ours
 
     def close(self, *, success: bool) -> None:
         """Release the threads and buffers; abort an unfinished multipart upload."""
         self._executor.shutdown(wait=True, cancel_futures=True)
-        if not success and self._upload_id is not None:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
-            except Exception:
-                log.warning(
-                    "could not abort multipart upload of s3://%s/%s", self.bucket, self.key, exc_info=True
-                )
+        if not success:
+            self._abort()
         self._buffer, self._fill = bytearray(), 0
+
+    def _abort(self) -> None:
+        if self._upload_id is None:
+            return
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            self._upload_id = None
+        except Exception:
+            log.warning(
+                "could not abort multipart upload of s3://%s/%s", self.bucket, self.key, exc_info=True
+            )
 
 
 MediaUpload = SpooledUpload | MultipartUpload

@@ -27,6 +27,10 @@ from sqlalchemy import func, select
 
 from archiver.db.models import AccountState, ArchivedObject, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
+from archiver.storage import IntegrityAlarm
+
+#: A dead item's ``last_error`` starts with its error's class name (see :mod:`archiver.pipeline.retry`).
+INTEGRITY_ALARM_PREFIX = f"{IntegrityAlarm.__name__}:"
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +137,14 @@ class PipelineCollector(Collector):
                     .tuples()
                     .all()
                 )
+                alarms = session.scalar(
+                    select(func.count()).where(
+                        ArchiveItem.state == ItemState.DEAD,
+                        ArchiveItem.last_error.startswith(INTEGRITY_ALARM_PREFIX),
+                    )
+                )
             data = {
+                "alarms": int(alarms or 0),
                 "paused": paused,
                 "states": states,
                 "archived_bytes": int(archived_bytes or 0),
@@ -163,6 +174,12 @@ class PipelineCollector(Collector):
         dead = GaugeMetricFamily("archiver_dead_letters", "Items dead-lettered, waiting for an operator")
         dead.add_metric([], int(data["states"].get(ItemState.DEAD.value, 0)))
         yield dead
+        alarms = GaugeMetricFamily(
+            "archiver_integrity_alarms",
+            "Dead-lettered items whose S3 key already held another object (not overwritten): alert on > 0",
+        )
+        alarms.add_metric([], data["alarms"])
+        yield alarms
         archived = CounterMetricFamily("archiver_archived_bytes", "Bytes archived and verified in S3")
         archived.add_metric([], data["archived_bytes"])
         yield archived

@@ -12,6 +12,7 @@ from typing import Any
 
 from archiver import operations
 from archiver.pipeline.context import PipelineContext
+from archiver.terminal import printable
 
 
 def _when(value: str) -> datetime:
@@ -68,7 +69,10 @@ def run_command(args: argparse.Namespace, ctx: PipelineContext) -> int:
             print(json.dumps(result, indent=2))
         else:
             for m in result["mismatches"]:
-                print(f"MISMATCH item {m['item_id']} {m['ref']} {m['role']} {m['uri']}: {m['problem']}")
+                print(
+                    f"MISMATCH item {m['item_id']} {printable(m['ref'])} {m['role']} {printable(m['uri'])}: "
+                    f"{printable(m['problem'])}"
+                )
             print(
                 f"{result['checked']} object(s), {result['bytes']} bytes checked; "
                 f"{len(result['mismatches'])} mismatch(es)"
@@ -86,7 +90,8 @@ def _items(args: argparse.Namespace, ctx: PipelineContext) -> int:
             print(json.dumps(dead, indent=2))
         else:
             for d in dead:
-                print(f"{d['id']}\t{d['ref']}\tstopped at {d['stopped_at']}\t{d['reason']}")
+                ref, reason = printable(d["ref"]), printable(d["reason"])
+                print(f"{d['id']}\t{ref}\tstopped at {d['stopped_at']}\t{reason}")
             print(f"{len(dead)} dead letter(s)", file=sys.stderr)
         return 0
     if args.items_command == "retry":
@@ -98,11 +103,11 @@ def _items(args: argparse.Namespace, ctx: PipelineContext) -> int:
         print(json.dumps(shown, indent=2))
         return 0
     item = shown["item"]
-    print(f"item {item['id']} {shown['ref']} (call {item['call_id']}): {item['state']}")
+    print(f"item {item['id']} {printable(shown['ref'])} (call {printable(item['call_id'])}): {item['state']}")
     if item["last_error"]:
-        print(f"  last error: {item['last_error']}")
+        print(f"  last error: {printable(item['last_error'])}")
     for h in shown["history"]:
-        print(f"  {h['at']}  {h['from'] or '-'} -> {h['to']}  {h['detail'] or ''}")
+        print(f"  {h['at']}  {h['from'] or '-'} -> {h['to']}  {printable(h['detail'])}")
     for o in shown["objects"]:
-        print(f"  object {o['role']}: {o['uri']} ({o['size_bytes']} bytes, sha256 {o['sha256']})")
+        print(f"  object {o['role']}: {printable(o['uri'])} ({o['size_bytes']} bytes, sha256 {o['sha256']})")
     return 0

@@ -12,6 +12,7 @@ from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, PauseReaso
 from archiver.db.session import Database
 from archiver.pipeline.accounts import PROVIDER_NAMES, paused_accounts
 from archiver.retention import at_risk
+from archiver.terminal import printable
 
 
 def dead_letters_query(limit: int) -> Select[ArchiveItem]:
@@ -96,14 +97,18 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(f"  {'total':<20} {status['total']:>8}")
     for entry in status.get("paused_accounts", []):
         lines.append(
-            f"PAUSED: {pause_headline(entry)} (account {entry['account_id']}): {entry['message']}\n"
+            f"PAUSED: {pause_headline(entry)} (account {printable(entry['account_id'])}): "
+            f"{printable(entry['message'])}\n"
             f"  {entry['items_waiting']} item(s) waiting; nothing is dead-lettered or deleted meanwhile; "
             f"credentials checked again at {entry['next_check']}"
         )
     dead = status["dead_letters"]
     lines.append(f"Dead letters: {len(dead)}" + (" (most recent first)" if dead else ""))
     for entry in dead:
-        lines.append(f"  #{entry['id']} {entry['ref']} (in {entry['failed_in_state']}): {entry['reason']}")
+        lines.append(
+            f"  #{entry['id']} {printable(entry['ref'])} (in {entry['failed_in_state']}): "
+            f"{printable(entry['reason'])}"
+        )
     risk = status.get("retention_at_risk")
     if risk is not None:
         lines.append(
@@ -111,7 +116,7 @@ def format_status(status: dict[str, Any]) -> str:
         )
         for entry in risk["items"]:
             lines.append(
-                f"  #{entry['id']} {entry['ref']} ({entry['state']}): provider deletes it at "
+                f"  #{entry['id']} {printable(entry['ref'])} ({entry['state']}): provider deletes it at "
                 f"{entry['provider_deletes_at']} ({entry['hours_left']} h left)"
             )
     return "\n".join(lines)

@@ -4,22 +4,32 @@ Every object is written with a SHA-256 checksum the server can check, then read 
 with ``ChecksumMode=ENABLED`` must report our length and checksum, and small objects are also read
 in full and re-hashed (S3-compatible test servers such as moto echo checksums without verifying).
 Only a verified object may lead to a deletion at the provider.
+
+Nothing in the archive is ever overwritten: every write is conditional (``If-None-Match: *``). When
+the key is taken, the object there is accepted only if it is ours: the same length and SHA-256 (a
+retry of a write whose answer was lost), or, for a document the provider may answer differently
+from one fetch to the next (``mutable``: a recording's metadata), an earlier copy we wrote of the
+same artifact, whole. Anything else is an :class:`IntegrityAlarm`: nothing is overwritten, the item
+is dead-lettered for an operator, nothing is deleted at the provider.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import FlexibleChecksumError
+from botocore.exceptions import ClientError, FlexibleChecksumError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
 
 #: Objects up to this size are read back in full and re-hashed during verification.
 FULL_READBACK_MAX_BYTES = 8 * 1024 * 1024
@@ -27,6 +37,17 @@ FULL_READBACK_MAX_BYTES = 8 * 1024 * 1024
 
 class VerificationFailed(Exception):
     """The stored object does not match what was hashed; it must not be trusted."""
+
+
+class IntegrityAlarm(Exception):
+    """The key already holds an object that is not ours: it was not overwritten."""
+
+
+def precondition_failed(error: ClientError) -> bool:
+    """A conditional write refused: the key already holds an object."""
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("PreconditionFailed", "412") or status == 412
 
 
 @dataclass(frozen=True)
@@ -97,21 +118,96 @@ class ObjectStore:
         self.bucket = bucket
 
     def put_bytes(
-        self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str] | None = None
+        self,
+        key: str,
+        body: bytes,
+        *,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+        mutable: bool = False,
     ) -> StoredObject:
+        """Store ``body`` at ``key`` unless the key is taken (see the module's docstring);
+        ``mutable``: a document whose earlier copy of ours may stand for it."""
         digest = hashlib.sha256(body).digest()
         checksum_b64 = base64.b64encode(digest).decode("ascii")
         meta = {"sha256": digest.hex(), **(metadata or {})}
-        self.client.put_object(
-            Bucket=self.bucket,
-            Key=key,
-            Body=body,
-            ContentType=content_type,
-            ChecksumAlgorithm="SHA256",
-            ChecksumSHA256=checksum_b64,
-            Metadata=meta,
+        ours = StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
+        try:
+            self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=checksum_b64,
+                Metadata=meta,
+                IfNoneMatch="*",
+            )
+        except ClientError as error:
+            if not precondition_failed(error):
+                raise
+            return self.existing(ours, identity=metadata or {}, mutable=mutable)
+        return ours
+
+    def existing(
+        self, ours: StoredObject, *, identity: dict[str, str], mutable: bool = False, crc32: str | None = None
+    ) -> StoredObject:
+        """What to make of the object already at ``ours.key`` (a conditional write was refused).
+
+        Ours, whole (its length and recorded SHA-256; a multipart object whose tag was never
+        written, its full-object CRC32 ``crc32``): accepted, as a write whose answer was lost. With
+        ``mutable``, an earlier copy of the same artifact (its ``identity`` metadata), intact:
+        accepted in its place. Anything else: :class:`IntegrityAlarm`."""
+        location = f"s3://{ours.bucket}/{ours.key}"
+        head: Any = self.client.head_object(Bucket=ours.bucket, Key=ours.key, ChecksumMode="ENABLED")
+        recorded = head.get("Metadata", {}).get("sha256") or self._tag(ours.key, "sha256")
+        size = head.get("ContentLength")
+        if size == ours.size and recorded == ours.sha256_hex:
+            log.info("%s: already holds this very object (an earlier try): kept", location)
+            return ours
+        if (
+            size == ours.size
+            and recorded is None
+            and crc32 is not None
+            and head.get("ChecksumCRC32") == crc32
+        ):
+            # A multipart upload of ours completed, then its worker died before tagging it.
+            self.client.put_object_tagging(
+                Bucket=ours.bucket,
+                Key=ours.key,
+                Tagging={"TagSet": [{"Key": "sha256", "Value": ours.sha256_hex}]},
+            )
+            return ours
+        if mutable and recorded and self._earlier_copy(ours, head, recorded, identity):
+            log.warning(
+                "%s: an earlier copy of this document is archived; it is kept, not replaced", location
+            )
+            checksum = head.get("ChecksumSHA256")
+            return StoredObject(ours.bucket, ours.key, int(size), recorded, f"sha256:{checksum}")
+        log.error(
+            "INTEGRITY ALARM %s already holds another object (%s bytes, sha256 %s; ours: %d bytes, %s): "
+            "not overwritten, the item is dead-lettered, nothing is deleted at the provider",
+            location,
+            size,
+            recorded,
+            ours.size,
+            ours.sha256_hex,
         )
-        return StoredObject(self.bucket, key, len(body), digest.hex(), f"sha256:{checksum_b64}")
+        raise IntegrityAlarm(f"{location} already holds another object; it was not overwritten")
+
+    def _tag(self, key: str, name: str) -> str | None:
+        tags = self.client.get_object_tagging(Bucket=self.bucket, Key=key)["TagSet"]
+        return next((t["Value"] for t in tags if t["Key"] == name), None)
+
+    def _earlier_copy(self, ours: StoredObject, head: Any, recorded: str, identity: dict[str, str]) -> bool:
+        """The object names the same artifact, and its content is the content it records."""
+        metadata = head.get("Metadata", {})
+        if not identity or any(metadata.get(k) != v for k, v in identity.items()):
+            return False
+        if head.get("ContentLength", 0) > FULL_READBACK_MAX_BYTES:
+            return False
+        body = self.client.get_object(Bucket=ours.bucket, Key=ours.key)["Body"].read()
+        return hashlib.sha256(body).hexdigest() == recorded
 
     def verify(self, stored: StoredObject, *, read_back: bool = True) -> None:
         """Raise :class:`VerificationFailed` unless S3 holds exactly ``stored``.

@@ -145,6 +145,44 @@ def test_repr_masks_secrets(clean_env):
         assert secret in settings.secret_values()
 
 
+def test_redis_url_and_aws_keys_are_redacted_too(clean_env):
+    clean_env.setenv("ARCHIVER_REDIS_URL", "redis://:r%40dis-pass-111@budget:6379/2")
+    clean_env.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-222")
+    clean_env.setenv("AWS_SESSION_TOKEN", "aws-session-333")
+    values = load_settings().secret_values()
+    for secret in ("r%40dis-pass-111", "r@dis-pass-111", "aws-secret-222", "aws-session-333"):
+        assert secret in values
+
+
+def test_libraries_that_log_signed_requests_stay_at_info_under_debug():
+    import logging
+
+    from archiver.logging import CHATTY_LIBRARIES, configure_logging
+
+    root = logging.getLogger()
+    saved = root.level, {name: logging.getLogger(name).level for name in CHATTY_LIBRARIES}
+    try:
+        configure_logging("DEBUG", [])
+        root.setLevel(logging.DEBUG)
+        for name in CHATTY_LIBRARIES:
+            assert not logging.getLogger(f"{name}.endpoint").isEnabledFor(logging.DEBUG), name
+        assert logging.getLogger("archiver").isEnabledFor(logging.DEBUG)
+    finally:
+        root.setLevel(saved[0])
+        for name, level in saved[1].items():
+            logging.getLogger(name).setLevel(level)
+
+
+def test_presigned_url_queries_are_cut_from_what_flower_shows():
+    from archiver.logging import mask_url_queries
+
+    shown = "{'service_sid': 'GA1', 'media_url': 'https://b.s3.amazonaws.com/r.wav?X-Amz-Signature=abc&X-Amz-Credential=k'}"
+    masked = mask_url_queries(shown)
+    assert "X-Amz" not in masked and "abc" not in masked
+    assert "'https://b.s3.amazonaws.com/r.wav?…'" in masked
+    assert mask_url_queries("no url here") == "no url here"
+
+
 def test_redacting_filter_scrubs_messages_and_tracebacks():
     records = []
 

@@ -191,7 +191,8 @@ def test_a_wrong_secret_pauses_the_account_then_fixing_the_file_completes_the_ba
     wait_for(lambda: (row := account_row(db)) is not None and row.state == "paused", 30, "the account paused")
     paused_at = time.monotonic()
     wait_for(lambda: count(db, ArchiveItem) == 12, 30, "every event stored")
-    time.sleep(4.0)  # several checks of the credentials, refused
+    # several checks of the credentials, refused (a loaded CI machine may take longer than the interval)
+    wait_for(lambda: account_row(db).checks >= 2, 60, "the credentials checked again")
     items = all_items(db)
     assert {i.state for i in items} == {ItemState.PENDING}  # nothing archived without credentials ...
     assert all(i.attempts == 0 for i in items)  # ... no attempt spent, nothing dead-lettered
@@ -207,9 +208,10 @@ def test_a_wrong_secret_pauses_the_account_then_fixing_the_file_completes_the_ba
     assert f"Bandwidth credentials refused since {paused['since']}" in text
     assert status["items_by_state"]["dead"] == 0
 
-    after = scrape(stack)
     failures = "archiver_provider_auth_failures_total"
-    assert value(after, failures, provider="bandwidth") >= value(before, failures, provider="bandwidth") + 2
+    floor = value(before, failures, provider="bandwidth") + 2
+    wait_for(lambda: value(scrape(stack), failures, provider="bandwidth") >= floor, 30, "failures counted")
+    after = scrape(stack)
     assert value(after, "archiver_accounts_paused", provider="bandwidth", reason="credentials") == 1
 
     log = (stack.workdir / "worker-wrong.log").read_text("utf-8", "replace")

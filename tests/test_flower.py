@@ -73,3 +73,71 @@ def test_tasks_run_by_the_worker_appear_in_flower_with_their_item_and_state(e2e,
     assert info["state"] == "SUCCESS" and info["routing_key"] == "archiver.live"
     lengths = flower.get("/api/queues/length").json()["active_queues"]
     assert set(ALL_QUEUES) <= {q["name"] for q in lengths}
+
+
+@pytest.mark.parametrize(
+    ("env", "refusal"),
+    [
+        ({}, "FLOWER_BASIC_AUTH (user:password) is not set"),
+        ({"FLOWER_BASIC_AUTH": "admin:CHANGE-ME"}, "placeholder"),
+        ({"FLOWER_BASIC_AUTH": "admin:short"}, "shorter than 12"),
+        ({"FLOWER_BASIC_AUTH": "admin"}, "must be user:password"),
+    ],
+    ids=["unset", "placeholder", "short", "malformed"],
+)
+def test_flower_refuses_to_start_without_real_credentials(env, refusal):
+    import os
+    import subprocess
+
+    from archiver.supervisor import bin_path
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
+    out = subprocess.run(
+        [bin_path("archiver"), "flower", "--port", "1"],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and refusal in out.stderr, out.stderr
+    out = subprocess.run(
+        [bin_path("archiver"), "flower", "--address", "0.0.0.0", "--local-unauthenticated"],  # noqa: S104
+        env=base,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "only on a loopback address" in out.stderr
+
+
+def test_flower_credentials_from_a_file_are_checked_too(tmp_path):
+    from archiver.flower import FlowerRefused, basic_auth
+
+    path = tmp_path / "flower_auth"
+    path.write_text("ops:a-long-enough-password\n")
+    assert basic_auth({"FLOWER_BASIC_AUTH_FILE": str(path)}) == "ops:a-long-enough-password"
+    path.write_text("ops:CHANGE-ME-please\n")
+    with pytest.raises(FlowerRefused, match="placeholder"):
+        basic_auth({"FLOWER_BASIC_AUTH_FILE": str(path)})
+    with pytest.raises(FlowerRefused, match="not both"):
+        basic_auth({"FLOWER_BASIC_AUTH_FILE": str(path), "FLOWER_BASIC_AUTH": "a:b"})
+
+
+def test_flower_requires_the_credentials_it_was_started_with(stack):
+    """Started as production starts it, Flower answers nothing without them."""
+    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+
+    port = free_port()
+    env = {**stack.env(), "FLOWER_BASIC_AUTH": "ops:flower-SECRET-9a8b7c"}
+    process = ManagedProcess(
+        "flower-auth", [bin_path("archiver"), "flower", "--port", str(port)], env=env,
+        log_path=stack.workdir / "flower-auth.log",
+    ).start()  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ok(url + "/healthcheck"), 60, "Flower")
+        assert httpx.get(url + "/api/workers", timeout=10).status_code == 401
+        ok = httpx.get(url + "/api/workers", auth=("ops", "flower-SECRET-9a8b7c"), timeout=10)
+        assert ok.status_code == 200
+    finally:
+        process.stop()

@@ -123,3 +123,33 @@ def test_metrics_count_intake_requests_rejections_and_the_pipeline(e2e, db):
     )
     assert value(after, "archiver_dead_letters") == 0 and value(after, "archiver_pipeline_metrics_up") == 1
     assert SECRETS["intake_password"] not in httpx.get(stack.metrics_url).text
+
+
+def test_a_presigned_url_query_never_reaches_the_broker_headers_flower_reads():
+    """What Flower shows of a task is its message's ``argsrepr``/``kwargsrepr``: read from the real
+    Redis broker, the media URL's query is cut there, and the task's own arguments keep it."""
+    import base64
+
+    import redis
+
+    from archiver.config import Settings
+    from archiver.pipeline.dispatch import QUEUE_LIVE, REQUEST_TWILIO_TRANSCRIPT_TASK_NAME
+    from tests.helpers import SPARE_BROKER
+    from workers.celery_app import create_celery_app
+
+    broker = redis.Redis.from_url(SPARE_BROKER)
+    broker.delete(QUEUE_LIVE)
+    app = create_celery_app(Settings(broker_url=SPARE_BROKER), include_tasks=False)
+    url = "https://bucket.s3.amazonaws.com/call.wav?X-Amz-Credential=AKIA1&X-Amz-Signature=f00d"
+    try:
+        app.send_task(REQUEST_TWILIO_TRANSCRIPT_TASK_NAME, kwargs={"service_sid": "GA1", "media_url": url})
+        [raw] = broker.lrange(QUEUE_LIVE, 0, -1)
+    finally:
+        broker.delete(QUEUE_LIVE)
+        broker.close()
+        app.close()
+    message = json.loads(raw)
+    shown = message["headers"]["kwargsrepr"]
+    assert "https://bucket.s3.amazonaws.com/call.wav?…" in shown and "X-Amz" not in shown
+    _args, kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+    assert kwargs["media_url"] == url

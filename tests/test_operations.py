@@ -31,13 +31,18 @@ def archiver(stack, *args, expect=0):
     return out.stdout
 
 
-def test_dead_letters_are_listed_shown_and_retried(e2e, db):
-    stack, simulator, _clock = e2e
+def dead_letter(simulator, db):
+    """A real-time transcription the provider never serves (503s), dead-lettered: (its id, the item)."""
     [created] = simulator.create_realtime(1)
     tid = created["transcriptionId"]
     simulator.set_faults({"status": 503, "method": "GET", "path_contains": tid})
     simulator.send_webhooks()
-    dead = wait_state(db, tid, ItemState.DEAD)
+    return tid, wait_state(db, tid, ItemState.DEAD)
+
+
+def test_dead_letters_are_listed_shown_and_retried(e2e, db):
+    stack, simulator, _clock = e2e
+    tid, dead = dead_letter(simulator, db)
     [listed] = json.loads(archiver(stack, "items", "dead", "--json"))
     assert listed["id"] == dead.id and listed["ref"].endswith(tid) and listed["stopped_at"] == "pending"
     assert "503" in listed["reason"] and listed["attempts"] == dead.attempts
@@ -109,3 +114,33 @@ def test_reconcile_finds_changed_and_missing_objects(e2e, db):
     assert len(problems) == 2 and report["checked"] == 3
     text = archiver(stack, "reconcile", expect=1)
     assert f"MISMATCH item {items[1].id}" in text and "3 object(s)" in text and "2 mismatch(es)" in text
+
+
+HOSTILE = "HTTP 503 \x1b[2J\x1b[31mall good\nFAKE\tline \u202eevil\u202c \x07 \\x1b"
+
+
+def test_text_output_escapes_what_a_provider_wrote(e2e, db):
+    """A provider's message reaches the operator's terminal as text, never as escape sequences,
+    forged lines or reordered characters; ``--json`` keeps the value exact."""
+    from sqlalchemy import update
+
+    from archiver.db.models import ArchiveItem, ItemHistory
+
+    stack, simulator, _clock = e2e
+    tid, dead = dead_letter(simulator, db)
+    with db.sessionmaker.begin() as session:  # as if the provider's message had said so
+        session.execute(update(ArchiveItem).where(ArchiveItem.id == dead.id).values(last_error=HOSTILE))
+        session.execute(update(ItemHistory).where(ItemHistory.item_id == dead.id).values(detail=HOSTILE))
+    outputs = {
+        "items dead": archiver(stack, "items", "dead"),
+        "items show": archiver(stack, "items", "show", tid),
+        "status": archiver(stack, "status"),
+    }
+    for name, text in outputs.items():
+        assert (
+            "HTTP 503 \\x1b[2J\\x1b[31mall good\\x0aFAKE\\x09line \\u202eevil\\u202c \\x07 \\\\x1b" in text
+        ), name
+        assert not any(c in text for c in "\x1b\x07\u202e\u202c"), name
+        assert "\nFAKE" not in text, name
+    [listed] = json.loads(archiver(stack, "items", "dead", "--json"))
+    assert listed["reason"] == HOSTILE

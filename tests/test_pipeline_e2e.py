@@ -312,7 +312,7 @@ def test_broker_unreachable_at_the_intake_loses_nothing(e2e, db):
     stack, simulator, _clock = e2e
     from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
-    port = free_port()
+    port = stack.spare_intake_port  # a webhook target the simulator was started with
     env = {**stack.env(), "ARCHIVER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens
            "ARCHIVER_METRICS_PORT": "0"}  # fmt: skip
     intake = ManagedProcess("intake-no-broker", [bin_path("archiver"), "serve", "--port", str(port)], env=env,

@@ -249,3 +249,45 @@ def test_recordings_near_bandwidth_retention_are_reported_and_logged(local_ctx, 
         assert warn_retention_risk(ctx) == 2
     assert "2 recording(s) not archived within 7 days" in caplog.text
     ctx.close()
+
+
+@pytest.mark.parametrize("spool_max_bytes", [None, 0], ids=["spooled", "multipart"])
+def test_another_object_at_the_media_key_is_an_integrity_alarm_never_an_overwrite(
+    local_ctx, db, caplog, spool_max_bytes
+):
+    """Something else already sits at the key the recording would take: it is not overwritten, the
+    item is dead-lettered as an integrity alarm, nothing is deleted at the provider, the metric tells."""
+    from archiver.metrics import PipelineCollector
+    from archiver.storage import bandwidth_call_key
+    from archiver.timestamps import parse_timestamp
+
+    make, stack, simulator = local_ctx
+    overrides = {} if spool_max_bytes is None else {"media_spool_max_bytes": spool_max_bytes}
+    ctx = make(**overrides)
+    rec, item_id = announce_recording(ctx, stack, simulator, duration=4.0, channels=1, file_format="wav")
+    key = bandwidth_call_key(
+        ctx.settings.s3_prefix,
+        rec["accountId"],
+        parse_timestamp(rec["startTime"]),
+        rec["callId"],
+        rec["recordingId"],
+        "recording.wav",
+    )
+    foreign = b"someone else's object, written first"
+    ctx.store.client.put_object(Bucket=ctx.store.bucket, Key=key, Body=foreign)
+
+    with caplog.at_level(logging.ERROR, logger="archiver.storage"):
+        result = run_step(ctx, Step.ARCHIVE, item_id)
+    assert result.outcome is Outcome.DEAD and "IntegrityAlarm" in (result.detail or "")
+    item = item_by_provider_id(db, rec["recordingId"])
+    assert item.state == ItemState.DEAD and item.last_error.startswith("IntegrityAlarm:")
+    assert ctx.store.client.get_object(Bucket=ctx.store.bucket, Key=key)["Body"].read() == foreign
+    assert simulator.audit(method="DELETE") == []
+    assert any("INTEGRITY ALARM" in r.getMessage() for r in caplog.records)
+    assert "media" not in objects(db, item_id)
+    uploads = ctx.store.client.list_multipart_uploads(Bucket=ctx.store.bucket).get("Uploads", [])
+    assert [u for u in uploads if u["Key"] == key] == []  # an aborted part upload leaves nothing behind
+
+    scraped = {m.name: m for m in PipelineCollector(db, None, cache_seconds=0).collect()}
+    assert scraped["archiver_integrity_alarms"].samples[0].value == 1
+    ctx.close()

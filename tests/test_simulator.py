@@ -439,10 +439,8 @@ def test_bandwidth_get_callbacks_and_duplicates(sim):
 
 
 def test_a_failed_delivery_is_retried_once_then_reported(sim):
-    from archiver.supervisor import free_port
-
     sim.admin.create_realtime(1)
-    [delivery] = sim.admin.send_webhooks(intake_url=f"http://127.0.0.1:{free_port()}/closed")
+    [delivery] = sim.admin.send_webhooks(intake_url=f"{sim.closed_url}/closed")  # a configured target, down
     assert delivery["status"] is None and "Connect" in delivery["error"]
 
 
@@ -610,3 +608,68 @@ def test_scenario_has_a_realistic_mix_and_bursts(sim):
     assert min(durations) < 0.5
     assert len(sim.admin.client.get("/admin/realtime-transcriptions").json()["transcriptions"]) == 5
     assert len(sim.admin.client.get("/admin/twilio/transcripts").json()["transcripts"]) == 4
+
+
+# --- exposed ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:1/",
+        "https://example.com/hook",
+        "file:///etc",
+    ],
+)
+def test_admin_webhooks_go_only_to_configured_targets(sim, target):
+    sim.admin.create_realtime(1)
+    for event in ("available", "twilio"):
+        response = sim.admin.client.post("/admin/webhooks", json={"event": event, "intake_url": target})
+        assert response.status_code == 400 and "not a configured webhook target" in response.json()["message"]
+    assert sim.receiver.requests == []
+
+
+@pytest.mark.parametrize("count", [100_001, -1, "many", True])
+def test_what_one_admin_request_creates_is_capped(sim, count):
+    for path in ("/admin/realtime-transcriptions", "/admin/recordings", "/admin/twilio/transcripts"):
+        response = sim.admin.client.post(path, json={"count": count})
+        assert response.status_code == 400, (path, response.text)
+    response = sim.admin.client.post("/admin/scenario", json={"recordings": count})
+    assert response.status_code == 400
+    response = sim.admin.client.post("/admin/twilio/transcripts", json={"count": 1, "sentences": 10**9})
+    assert response.status_code == 400 and "sentences" in response.json()["message"]
+
+
+def test_a_non_ascii_bearer_or_media_token_is_refused_not_a_crash(sim):
+    response = sim.admin.client.get(
+        "/admin/audit", headers={"Authorization": "Bearer t\xe9st".encode("latin-1")}
+    )
+    assert response.status_code == 401
+    response = httpx.get(f"{sim.url}/media/twilio/GT{'0' * 32}.wav?Token=%C3%A9%ED%A0%80")
+    assert response.status_code == 404
+
+
+def test_bound_beyond_loopback_the_default_credentials_are_refused(tmp_path):
+    import subprocess
+
+    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+
+    port = free_port()
+    argv = [bin_path("archiver"), "simulator", "--host", "0.0.0.0", "--port", str(port)]  # noqa: S104
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert refused.returncode != 0
+    for name in ("SIMULATOR_CLIENT_SECRET", "SIMULATOR_ADMIN_TOKEN", "SIMULATOR_TWILIO_AUTH_TOKEN"):
+        assert name in refused.stderr
+    env = {
+        "SIMULATOR_CLIENT_SECRET": "c-" + "x" * 20,
+        "SIMULATOR_ADMIN_TOKEN": "a-" + "y" * 20,
+        "SIMULATOR_TWILIO_AUTH_TOKEN": "t-" + "z" * 20,
+    }
+    process = ManagedProcess("exposed-simulator", argv, env=env, log_path=tmp_path / "sim.log").start()
+    try:
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, "the simulator with its own secrets"
+        )
+    finally:
+        process.stop()

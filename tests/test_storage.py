@@ -191,3 +191,83 @@ def test_media_over_the_spool_limit_or_of_unknown_length_goes_in_parts(store, tm
     assert stored.s3_checksum == "crc32:" + base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
     store.verify(stored, read_back=False)  # the SHA-256 is the object's tag
     assert store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read() == body
+
+
+# --- the archive cannot be overwritten ------------------------------------------------------------
+
+
+def body_at(store, key):
+    return store.client.get_object(Bucket=store.bucket, Key=key)["Body"].read()
+
+
+def test_a_write_over_our_own_object_is_accepted_as_already_archived(store):
+    key = f"tests/{uuid.uuid4().hex}.json"
+    first = store.put_bytes(key, b'{"a": 1}', content_type="application/json", metadata={"call-id": "c-1"})
+    again = store.put_bytes(key, b'{"a": 1}', content_type="application/json", metadata={"call-id": "c-1"})
+    assert again == first
+    store.verify(again)
+
+
+def test_a_write_over_another_object_is_an_integrity_alarm_and_overwrites_nothing(store, caplog):
+    from archiver.storage import IntegrityAlarm
+
+    key = f"tests/{uuid.uuid4().hex}.json"
+    store.client.put_object(Bucket=store.bucket, Key=key, Body=b"someone else's")
+    with pytest.raises(IntegrityAlarm, match="not overwritten"):
+        store.put_bytes(key, b'{"a": 1}', content_type="application/json", metadata={"call-id": "c-1"})
+    assert body_at(store, key) == b"someone else's"
+    assert "INTEGRITY ALARM" in caplog.text
+
+
+def test_a_changed_document_keeps_our_earlier_copy_only_when_declared_mutable(store):
+    from archiver.storage import IntegrityAlarm
+
+    key = f"tests/{uuid.uuid4().hex}.json"
+    identity = {"call-id": "c-1", "recording-id": "r-1"}
+    first = store.put_bytes(
+        key, b'{"status": "processing"}', content_type="application/json", metadata=identity
+    )
+    with pytest.raises(IntegrityAlarm):
+        store.put_bytes(key, b'{"status": "complete"}', content_type="application/json", metadata=identity)
+    kept = store.put_bytes(
+        key, b'{"status": "complete"}', content_type="application/json", metadata=identity, mutable=True
+    )
+    assert (kept.size, kept.sha256_hex, kept.s3_checksum) == (first.size, first.sha256_hex, first.s3_checksum)
+    store.verify(kept)
+    with pytest.raises(IntegrityAlarm):  # another artifact's document is never taken for ours
+        store.put_bytes(
+            key, b"{}", content_type="application/json", metadata={"call-id": "c-2"}, mutable=True
+        )
+    assert body_at(store, key) == b'{"status": "processing"}'
+
+
+@pytest.mark.parametrize("spool", [True, False], ids=["spooled", "in-parts"])
+def test_media_over_an_object_is_kept_if_ours_and_an_alarm_otherwise(store, tmp_path, spool):
+    from archiver.media_upload import MediaTarget, MultipartUpload, SpooledUpload, upload_media
+    from archiver.storage import IntegrityAlarm
+
+    key = f"tests/{uuid.uuid4().hex}.bin"
+    body = bytes(range(256)) * 50_000  # 12.8 MB: three parts
+
+    def make():
+        target = MediaTarget(store.client, store.bucket, key, "application/octet-stream", {"call-id": "c-1"})
+        if spool:
+            return SpooledUpload(target, directory=str(tmp_path))
+        return MultipartUpload(target, chunk_bytes=5 * 1024 * 1024, max_concurrency=2)
+
+    chunks = [body[i : i + 1024 * 1024] for i in range(0, len(body), 1024 * 1024)]
+    first = upload_media(chunks, make, expected_length=len(body), file_format=None, channels=None)
+    again = upload_media(chunks, make, expected_length=len(body), file_format=None, channels=None)
+    assert again == first
+    store.verify(again, read_back=False)
+    other = bytes(reversed(body))
+    with pytest.raises(IntegrityAlarm):
+        upload_media(
+            [other[i : i + 1024 * 1024] for i in range(0, len(other), 1024 * 1024)],
+            make,
+            expected_length=len(other),
+            file_format=None,
+            channels=None,
+        )
+    store.verify(first, read_back=False)  # untouched
+    assert store.client.list_multipart_uploads(Bucket=store.bucket, Prefix=key).get("Uploads", []) == []

@@ -216,3 +216,27 @@ def test_request_transcript_task_sent_to_the_worker(e2e, db):
 
     sid = wait_for(created_sid, 30, "the transcript to be requested")
     wait_state(db, sid, ItemState.DELETION_REQUESTED, timeout=60)
+
+
+def test_a_presigned_media_url_is_stored_without_its_query(e2e, db):
+    """Twilio echoes the media URL it was given: its query (a presigned URL's signature) is not kept
+    in the database, while Twilio got the whole URL."""
+    from celery import Celery
+
+    from archiver.pipeline.dispatch import QUEUE_LIVE, REQUEST_TWILIO_TRANSCRIPT_TASK_NAME
+    from tests.helpers import events
+
+    stack, simulator, _clock = e2e
+    service = create_transcripts(simulator)["service_sid"]
+    url = "https://media.example.com/call.wav?X-Amz-Credential=AKIA9&X-Amz-Signature=5ec7e7"
+    sender = Celery(broker=stack.broker_url)
+    sender.send_task(REQUEST_TWILIO_TRANSCRIPT_TASK_NAME, kwargs={"service_sid": service, "media_url": url},
+                     queue=QUEUE_LIVE)  # fmt: skip
+    stored = wait_for(
+        lambda: [e for e in events(db) if e.event_type == "transcript_requested"], 30, "the request recorded"
+    )
+    [event] = stored
+    assert "https://media.example.com/call.wav?…" in event.payload and "5ec7e7" not in event.payload
+    listed = simulator.client.get("/admin/twilio/transcripts").json()["transcripts"]
+    assert any(t["channel"]["media_properties"].get("media_url") == url for t in listed)
+    sender.close()

@@ -354,3 +354,24 @@ def test_twilio_sids_and_media_hosts():
     assert not host_allowed("https://cdn.example.evil/a.wav", ["*.cdn.example"])
     assert not host_allowed("https://127.0.0.1:9/a.wav", ["media.twiliocdn.com"])
     assert not host_allowed("file:///etc/passwd", ["media.twiliocdn.com"])
+    # https on the default port only, unless an origin is listed exactly
+    assert not host_allowed("http://media.twiliocdn.com/a.wav", ["media.twiliocdn.com"])
+    assert not host_allowed("https://media.twiliocdn.com:8443/a.wav", ["media.twiliocdn.com"])
+    assert host_allowed("https://media.twiliocdn.com:443/a.wav", ["media.twiliocdn.com"])
+    assert not host_allowed("https://user:pw@media.twiliocdn.com/a.wav", ["media.twiliocdn.com"])
+    assert host_allowed("http://127.0.0.1:9000/media/a.wav?Token=1", ["http://127.0.0.1:9000"])
+    assert not host_allowed("http://127.0.0.1:9001/media/a.wav", ["http://127.0.0.1:9000"])
+    assert not host_allowed("https://127.0.0.1:9000/media/a.wav", ["http://127.0.0.1:9000"])
+    assert not host_allowed("http://127.0.0.1:9000/a.wav", ["127.0.0.1"])
+    assert not host_allowed("https://h:99999/a.wav", ["h"])  # an invalid port: refused, not an error
+
+
+def test_media_hosts_default_to_the_api_host_or_origin():
+    from archiver.config import Settings
+
+    assert Settings().twilio_media_host_patterns == ["intelligence.twilio.com"]
+    assert Settings(twilio_base_url="http://127.0.0.1:9000").twilio_media_host_patterns == [
+        "http://127.0.0.1:9000"
+    ]
+    listed = Settings(twilio_media_hosts="media.twiliocdn.com, http://127.0.0.1:9000/")
+    assert listed.twilio_media_host_patterns == ["media.twiliocdn.com", "http://127.0.0.1:9000"]

@@ -13,7 +13,7 @@ from typing import Any
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 from archiver.config import ConfigError, get_settings
-from archiver.logging import install_redaction, use_json
+from archiver.logging import install_redaction, quiet_libraries, use_json
 from workers.celery_app import create_celery_app
 
 settings = get_settings()
@@ -26,7 +26,7 @@ def _configure_logging(logger: logging.Logger, **_kwargs: Any) -> None:
     if settings.log_format == "json":
         use_json(logger)
     install_redaction(settings.secret_values(), logger)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_libraries()
 
 
 @worker_init.connect

@@ -17,10 +17,14 @@ Why each setting (see ../shared/PRACTICE.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from archiver.config import Settings
+from archiver.logging import mask_url_queries
 from archiver.pipeline.dispatch import (
     ALL_QUEUES,
     BACKFILL_TASK_NAME,
@@ -37,7 +41,18 @@ from workers import broker_transport
 REDIS_VISIBILITY_TIMEOUT = 3600
 
 
+def mask_presigned_urls(headers: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+    """Flower shows a task's ``argsrepr``/``kwargsrepr``: a presigned media URL's query (a
+    credential) is cut from them in every process that sends with this app (Flower's API, a
+    retry), while the task itself still gets the whole URL."""
+    for field in ("argsrepr", "kwargsrepr"):
+        shown = (headers or {}).get(field)
+        if isinstance(shown, str) and headers is not None:
+            headers[field] = mask_url_queries(shown)
+
+
 def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Celery:
+    before_task_publish.connect(mask_presigned_urls, weak=False, dispatch_uid="archiver.mask-urls")
     broker_transport.use_for_redis_urls()  # a lost broker must not stop the worker: see there
     app = Celery("archiver", include=["workers.tasks"] if include_tasks else [])
     routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}

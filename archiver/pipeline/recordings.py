@@ -148,7 +148,11 @@ class RecordingHandler:
             "recording-id": recording_id,
         }
         stored_meta = ctx.store.put_bytes(
-            key("recording-metadata.json"), document.body, content_type="application/json", metadata=tags
+            key("recording-metadata.json"),
+            document.body,
+            content_type="application/json",
+            metadata=tags,
+            mutable=True,  # a later fetch may differ (the transcription's status): the first copy stands
         )
         ctx.store.verify(stored_meta)
         parts = [StoredPart("metadata", stored_meta, "application/json")]

@@ -4,7 +4,8 @@
   an attempt: the provider asked us to wait, the item is not at fault;
 * transient failures (5xx, connection errors, storage errors, failed verification) back off with
   full jitter and count as attempts; after ``max_attempts`` the item is dead-lettered;
-* permanent failures (other 4xx, invalid ids or bodies) are dead-lettered at once;
+* permanent failures (other 4xx, invalid ids or bodies, an integrity alarm: S3 already holds
+  another object at our key) are dead-lettered at once;
 * "not ready yet" (a recording still processing) waits without counting as an attempt;
 * the provider refusing the account's credentials pauses the account: the item is not at fault, so
   it spends no attempt and is never dead-lettered; it waits for the account (a due time).
@@ -20,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from archiver.ids import InvalidId
 from archiver.media import MediaInvalid
 from archiver.providers.errors import CredentialsRefused, ProviderError, RateLimited
-from archiver.storage import VerificationFailed
+from archiver.storage import IntegrityAlarm, VerificationFailed
 
 
 class NotReady(Exception):
@@ -81,7 +82,7 @@ class RetryPolicy:
             return Retry(delay=delay, counts_as_attempt=False, reason=reason)
         if isinstance(error, ProviderError) and not error.retryable:
             return DeadLetter(reason)
-        if isinstance(error, InvalidId | PermanentStepError):
+        if isinstance(error, InvalidId | PermanentStepError | IntegrityAlarm):
             return DeadLetter(reason)
         retryable = isinstance(
             error, ProviderError | VerificationFailed | MediaInvalid | BotoCoreError | ClientError

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from archiver.db.models import ArtifactKind
 from archiver.ids import validate
+from archiver.logging import mask_url_queries
 from archiver.media_upload import MediaUpload, new_media_upload, upload_media
 from archiver.pipeline.artifacts import (
     ArchiveResult,
@@ -80,7 +81,11 @@ class TwilioTranscriptHandler:
         tags = {"provider": "twilio", "account-sid": account, "transcript-sid": sid}
         parts = []
         stored = ctx.store.put_bytes(
-            key("transcript.json"), document.body, content_type="application/json", metadata=tags
+            key("transcript.json"),
+            document.body,
+            content_type="application/json",
+            metadata=tags,
+            mutable=True,
         )
         ctx.store.verify(stored)
         parts.append(StoredPart("transcript", stored, "application/json"))
@@ -114,7 +119,7 @@ class TwilioTranscriptHandler:
             {"transcript_sid": sid, "operator_results": results}, separators=(",", ":")
         ).encode()
         stored = ctx.store.put_bytes(
-            key("operator-results.json"), body, content_type="application/json", metadata=tags
+            key("operator-results.json"), body, content_type="application/json", metadata=tags, mutable=True
         )
         ctx.store.verify(stored)
         parts.append(StoredPart("operator_results", stored, "application/json"))
@@ -231,7 +236,8 @@ def request_transcript(
         event_type="transcript_requested",
         dedupe_key=f"twilio:requested:{sid}",
         account_id=account,
-        payload=document.body.decode("utf-8", "replace"),
+        # Twilio echoes the media URL: a presigned URL's query is a credential, not kept.
+        payload=mask_url_queries(document.body.decode("utf-8", "replace")),
         item=AnnouncedItem.twilio_transcript(account, sid, Action.ARCHIVE_LATER),
     )
     _recorded, item_id = record_event(ctx, event)

@@ -43,11 +43,27 @@ def describe_twilio_error(response: httpx.Response) -> str:
 
 
 def host_allowed(url: str, patterns: list[str]) -> bool:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
+    """``url`` may be fetched: ``https`` on the default port from a listed host (``*.example.com``
+    matches its subdomains), or exactly a listed origin (``http://127.0.0.1:9000``: the simulator)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
         return False
-    return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
+        return False
+    origin = f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
+    plain_https = parts.scheme == "https" and port in (None, 443)
+    for pattern in patterns:
+        if "://" in pattern:
+            listed = urlsplit(pattern)
+            scheme = listed.scheme
+            if f"{scheme}://{listed.hostname}:{listed.port or (443 if scheme == 'https' else 80)}" == origin:
+                return True
+        elif plain_https and (host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))):
+            return True
+    return False
 
 
 class TwilioClient(ProviderHttp):

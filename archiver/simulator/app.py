@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from archiver.simulator.bandwidth_api import BandwidthApi
 from archiver.simulator.credentials import BandwidthOAuth, TwilioCredentials
+from archiver.simulator.exposure import MAX_SENTENCES, bounded_count, webhook_target_allowed
 from archiver.simulator.faults import FaultRule, Faults, TokenBucket
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.scenarios import Scenario, populate
@@ -77,6 +78,18 @@ class SimulatorConfig:
     #: transcripts), as a provider that never calls back.
     drop_callbacks: bool = False
     tick_seconds: float = 0.25
+    #: Further origins ``/admin/webhooks`` may deliver to (``--webhook-target``), besides the intakes.
+    webhook_targets: tuple[str, ...] = ()
+
+    def webhook_target(self, url: str) -> str:
+        """``url``, if it has the origin of a configured target; else :class:`ValueError` (a 400)."""
+        targets = (self.intake.url if self.intake else None, self.twilio_intake_url, *self.webhook_targets)
+        if not webhook_target_allowed(url, targets):
+            raise ValueError(
+                "intake_url is not a configured webhook target (--intake-url, --twilio-intake-url, "
+                "--webhook-target)"
+            )
+        return url
 
     @property
     def bandwidth_base_url(self) -> str:
@@ -187,7 +200,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         url: str | None, username: str | None, password: str | None, method: str = "POST"
     ) -> IntakeTarget | None:
         if url:
-            return IntakeTarget(url, username, password, method)
+            return IntakeTarget(config.webhook_target(url), username, password, method)
         if config.intake is not None:
             return IntakeTarget(config.intake.url, config.intake.username, config.intake.password, method)
         return None
@@ -235,7 +248,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     # --- admin API -------------------------------------------------------------------------------
 
     def authorized(request: Request) -> bool:
-        return hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {config.admin_token}")
+        given = request.headers.get("authorization", "").encode("utf-8", "surrogateescape")
+        return hmac.compare_digest(given, f"Bearer {config.admin_token}".encode())
 
     def admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
         async def wrapped(request: Request) -> Response:
@@ -270,7 +284,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         tracks = tuple(body.get("tracks", ("inbound", "outbound")))
         created = [
             world.add_realtime_transcription(account_id, body.get("call_id"), tracks)
-            for _ in range(int(body.get("count", 1)))
+            for _ in range(bounded_count(body.get("count", 1)))
         ]
         return JSONResponse(
             {"created": [{**t.body(), "startTime": t.start_time.isoformat()} for t in created]}
@@ -307,7 +321,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         start = parse_timestamp(body["start_time"]) if body.get("start_time") else None
         spread = float(body.get("spread_seconds", 0))
         created = []
-        for i in range(int(body.get("count", 1))):
+        for i in range(bounded_count(body.get("count", 1))):
             created.append(
                 world.add_recording(
                     str(body.get("account_id", config.account_id)),
@@ -359,9 +373,12 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             )
             if k in body
         }
+        if "sentences" in options:
+            options["sentences"] = bounded_count(options["sentences"], "sentences", MAX_SENTENCES)
         channel = body.get("channel") or {"media_properties": {"source_sid": world.new_sid("RE")}}
         created = [
-            world.add_transcript(service_sid, channel, **options) for _ in range(int(body.get("count", 1)))
+            world.add_transcript(service_sid, channel, **options)
+            for _ in range(bounded_count(body.get("count", 1)))
         ]
         return JSONResponse(
             {"service_sid": service_sid, "created": [twilio.transcript_json(t) for t in created]}
@@ -378,6 +395,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
 
     async def send_webhooks(_request: Request, body: dict[str, Any]) -> Response:
         event = body.get("event", "available")
+        if body.get("intake_url"):
+            config.webhook_target(body["intake_url"])  # nowhere but a configured target, checked first
         wanted = set(body.get("ids") or [])
         times = 2 if body.get("duplicate") else 1
         results: list[dict[str, Any]] = []
@@ -388,7 +407,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
                         continue
                     service = world.services.get(t.service_sid)
                     url = (
-                        body.get("intake_url")
+                        (config.webhook_target(body["intake_url"]) if body.get("intake_url") else None)
                         or (service.webhook_url if service else None)
                         or config.twilio_intake_url
                     )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from archiver.simulator.exposure import bounded_count
 from archiver.simulator.state import World
 from archiver.timestamps import parse_timestamp
 
@@ -49,15 +50,16 @@ class Scenario:
             at = parse_timestamp(burst.get("at"))
             if at is None:
                 raise ValueError("burst.at is not an ISO-8601 date-time")
-            bursts.append(Burst(at=at, count=int(burst["count"]), span_ms=int(burst.get("span_ms", 0))))
+            count = bounded_count(burst["count"], "bursts[].count")
+            bursts.append(Burst(at=at, count=count, span_ms=int(burst.get("span_ms", 0))))
         return cls(
             account_id=str(data.get("account_id", default_account)),
-            recordings=int(data.get("recordings", 0)),
+            recordings=bounded_count(data.get("recordings", 0), "recordings"),
             since=when("since"),
             until=when("until"),
             bursts=bursts,
-            realtime=int(data.get("realtime", 0)),
-            twilio_transcripts=int(data.get("twilio_transcripts", 0)),
+            realtime=bounded_count(data.get("realtime", 0), "realtime"),
+            twilio_transcripts=bounded_count(data.get("twilio_transcripts", 0), "twilio_transcripts"),
             twilio_service_sid=data.get("twilio_service_sid"),
             media_max_seconds=data.get("media_max_seconds"),
         )

@@ -511,7 +511,7 @@ class TwilioApi:
         if (
             transcript is None
             or not transcript.live
-            or not hmac.compare_digest(token, self.media_token(f"{sid}/{name}"))
+            or not hmac.compare_digest(_raw(token), self.media_token(f"{sid}/{name}").encode())
         ):
             return twilio_error(404, "Encrypted content not found")
         blob = b"".join(hashlib.sha256(f"{sid}:{name}:{i}".encode()).digest() for i in range(32))
@@ -526,7 +526,8 @@ class TwilioApi:
         sid = request.path_params["sid"]
         transcript = self.world.transcripts.get(sid)
         token = request.query_params.get("Token", "")
-        if transcript is None or not transcript.live or not hmac.compare_digest(token, self.media_token(sid)):
+        valid = hmac.compare_digest(_raw(token), self.media_token(sid).encode())
+        if transcript is None or not transcript.live or not valid:
             return twilio_error(404, "Media not found")
         size = media_size(transcript.media_duration, 1, "wav", transcript.media_seed)
         return StreamingResponse(
@@ -566,3 +567,8 @@ class TwilioApi:
             Route("/media/twilio/{sid}.wav", audited(self.media_download), methods=["GET"]),
             Route("/media/twilio/{sid}/encrypted/{name}", audited(self.encrypted_download), methods=["GET"]),
         ]
+
+
+def _raw(text: str) -> bytes:
+    """A query value as bytes: compared as such, whatever characters it holds."""
+    return text.encode("utf-8", "surrogateescape")
