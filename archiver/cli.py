@@ -30,7 +30,7 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     from archiver.db.migrate import upgrade
 
     settings = _settings()
-    upgrade(settings.database_url)
+    upgrade(settings.migrations_database_url or settings.database_url)
     print("database is at the latest revision")
     return 0
 

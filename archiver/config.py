@@ -47,7 +47,7 @@ FILE_SECRETS = (
 )
 
 #: Settings that are URLs which may carry a password.
-_SECRET_URLS = ("database_url", "broker_url", "redis_url")
+_SECRET_URLS = ("database_url", "migrations_database_url", "broker_url", "redis_url")
 
 LEGACY_BANDWIDTH_MESSAGE = (
     "Bandwidth decommissioned API users (username/password, ARCHIVER_BANDWIDTH_USERNAME and "
@@ -79,6 +79,9 @@ class Settings(BaseSettings):
 
     # --- storage of state and queueing -----------------------------------------------------------
     database_url: str = Field(default="sqlite:///archiver.db", repr=False)
+    #: ``archiver db upgrade`` connects with this one: a role with DDL rights the runtime role lacks
+    #: (deploy/postgres-roles.sql). Default: ``database_url``.
+    migrations_database_url: str | None = Field(default=None, repr=False)
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
 
     # --- S3 ------------------------------------------------------------------------------------------
@@ -289,7 +292,8 @@ class Settings(BaseSettings):
         :mod:`archiver.placeholders`)."""
         secrets = [(env_name(n), self._plain(n)) for n in (*FILE_SECRETS, "bandwidth_password")]
         urls = [(f"{env_name(n)} (its password)", url_password(getattr(self, n))) for n in _SECRET_URLS]
-        named = placeholder_names([*secrets, *urls])
+        aws = [(name, os.environ.get(name)) for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")]
+        named = placeholder_names([*secrets, *urls, *aws])
         if named:
             raise ValueError(
                 f"{', '.join(named)}: a placeholder, not a secret (like deploy/archiver.env.example's "
@@ -394,7 +398,7 @@ class Settings(BaseSettings):
         ):
             if secret is not None and secret.get_secret_value():
                 values.append(secret.get_secret_value())
-        for url in (self.database_url, self.broker_url, self.redis_url):
+        for url in (self.database_url, self.migrations_database_url, self.broker_url, self.redis_url):
             password = _url_password(url) if url else None
             if password:
                 values.extend({password, unquote(password)})  # as written, and as a driver may show it

@@ -15,6 +15,7 @@ import yaml
 
 from archiver.cli import build_parser
 from archiver.config import FILE_SECRETS, Settings
+from archiver.exposure import is_placeholder
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 PREFIX = "ARCHIVER_"
@@ -53,11 +54,16 @@ def compose() -> dict:
     return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
 
 
-def settings_from(env: dict[str, str]) -> Settings:
-    """The settings ``env`` makes, a secret file (a path of the deployment's) read as a placeholder."""
+def settings_from(env: dict[str, str], *, fill_placeholders: bool = True) -> Settings:
+    """The settings ``env`` makes, a secret file (a path of the deployment's) read as a stand-in;
+    with ``fill_placeholders``, each ``CHANGE-ME`` replaced as the operator will (the values' other
+    parts are checked; :func:`test_a_placeholder_left_anywhere_stops_the_start` checks the refusal)."""
     values = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k.startswith(PREFIX)}
     for name in [n for n in values if n.endswith("_file") and n.removesuffix("_file") in FILE_SECRETS]:
         values[name.removesuffix("_file")] = f"from {values.pop(name)}"
+    values.pop("media_spool_dir", None)  # a directory of the container's, not of this machine
+    if fill_placeholders:
+        values = {k: v.replace("CHANGE-ME", "a-real-secret-4f9c") for k, v in values.items()}
     return Settings(_env_file=None, **values)
 
 
@@ -84,32 +90,117 @@ def test_the_environment_example_is_known_complete_and_valid():
     assert_known_and_complete(env_file(DEPLOY / "archiver.env.example"), "archiver.env.example")
 
 
-def test_kubernetes_manifests_agree_with_the_settings():
+def pod_specs() -> dict[str, dict]:
+    """Every pod template of the manifests (Deployments and Jobs), by workload name."""
+    return {
+        name: doc["spec"]["template"] for (kind, name), doc in kube().items() if kind in ("Deployment", "Job")
+    }
+
+
+def container_env(docs: dict, container: dict) -> dict[str, str]:
+    """What a container's environment holds: its ConfigMap, its Secrets and its own values."""
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            env |= docs[("ConfigMap", ref["configMapRef"]["name"])]["data"]
+        else:
+            env |= docs[("Secret", ref["secretRef"]["name"])]["stringData"]
+    return env | {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+def test_kubernetes_manifests_agree_with_the_settings_and_give_each_part_only_its_secrets():
     docs = kube()
     config = docs[("ConfigMap", "archiver-config")]["data"]
-    secret = docs[("Secret", "archiver-secrets")]["stringData"]
-    assert not set(config) & set(secret), "a variable both in the ConfigMap and the Secret"
-    worker = docs[("Deployment", "archiver-worker")]["spec"]["template"]["spec"]
-    worker_env = {e["name"]: e["value"] for e in worker["containers"][0]["env"] if "value" in e}
-    secret_files = {k: v for k, v in worker_env.items() if k.endswith("_FILE")}  # (the spool is the pod's)
-    assert_known_and_complete({**config, **secret, **secret_files}, "kubernetes worker")
+    secrets = {name: doc["stringData"] for (kind, name), doc in docs.items() if kind == "Secret"}
+    for values in secrets.values():
+        assert not set(config) & set(values), "a variable both in the ConfigMap and a Secret"
+    assert not {k for k in config if re.search("PASSWORD|SECRET|TOKEN|DATABASE_URL|BASIC_AUTH", k)}
+    pods = pod_specs()
+    env = {name: container_env(docs, pod["spec"]["containers"][0]) for name, pod in pods.items()}
+
+    worker = pods["archiver-worker"]["spec"]
+    assert_known_and_complete(env["archiver-worker"], "kubernetes worker")
     assert config["REMAP_SIGTERM"] == "SIGQUIT"
-    secrets = {"ARCHIVER_INTAKE_PASSWORD", "ARCHIVER_DATABASE_URL"}
-    assert secrets <= set(secret) and not secrets & set(config), "secrets belong in the Secret"
     # The client secret is a file from its own Secret, mounted where the worker's _FILE says.
     mounts = {m["name"]: m["mountPath"] for m in worker["containers"][0]["volumeMounts"]}
     volumes = {v["name"]: v for v in worker["volumes"]}
-    path = worker_env["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
+    path = env["archiver-worker"]["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
     [(volume, mount)] = [(n, p) for n, p in mounts.items() if path.startswith(p + "/")]
     name, key = volumes[volume]["secret"]["secretName"], path.removeprefix(mount + "/")
-    assert key in docs[("Secret", name)]["stringData"]
-    for (kind, name), doc in docs.items():
-        if kind not in ("Deployment", "Job"):
-            continue
-        for container in doc["spec"]["template"]["spec"]["containers"]:
+    assert key in secrets[name]
+    mounted_secrets = {
+        name: {v["secret"]["secretName"] for v in pod["spec"].get("volumes", []) if "secret" in v}
+        for name, pod in pods.items()
+    }
+    assert {n for n, s in mounted_secrets.items() if s} == {
+        "archiver-worker"
+    }  # the client secret: workers only
+
+    settings_from(env["archiver-intake"]).require("database_url", "intake_username", "intake_password")
+    assert "ARCHIVER_MIGRATIONS_DATABASE_URL" in env["archiver-migrate"]
+    assert [n for n, e in env.items() if "ARCHIVER_MIGRATIONS_DATABASE_URL" in e] == ["archiver-migrate"]
+    assert "ARCHIVER_DATABASE_URL" not in env["archiver-migrate"]
+    flower_env = env["archiver-flower"]
+    assert "FLOWER_BASIC_AUTH" in flower_env
+    assert [n for n, e in env.items() if "FLOWER_BASIC_AUTH" in e] == ["archiver-flower"]
+    for part in ("archiver-flower", "archiver-beat"):  # a broker, no provider or database secret
+        assert not {k for k in env[part] if re.search("PASSWORD|SECRET|TOKEN|DATABASE_URL", k)}, part
+    for name, pod in pods.items():
+        for container in pod["spec"]["containers"]:
             assert_cli(container["command"], name)
-            refs = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
-            assert refs == {"archiver-config", "archiver-secrets"}, name
+
+
+def test_every_kubernetes_pod_is_locked_down():
+    for name, pod in pod_specs().items():
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False, name
+        context = spec["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] != 0, name
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for container in spec["containers"]:
+            hardened = container["securityContext"]
+            assert hardened["allowPrivilegeEscalation"] is False, name
+            assert hardened["readOnlyRootFilesystem"] is True, name
+            assert hardened["capabilities"]["drop"] == ["ALL"], name
+            image = container["image"]
+            assert not image.endswith(":latest") and (":" in image or "@sha256:" in image), (name, image)
+            writable = {m["mountPath"] for m in container["volumeMounts"] if "emptyDir" in volumes[m["name"]]}
+            assert "/tmp" in writable, f"{name}: a read-only root needs a writable /tmp"
+
+
+def test_network_policies_cover_every_pod_and_open_only_the_intake_to_the_outside():
+    docs = kube()
+    policies = [doc for (kind, _name), doc in docs.items() if kind == "NetworkPolicy"]
+
+    def selects(policy: dict, labels: dict[str, str]) -> bool:
+        wanted = policy["spec"]["podSelector"].get("matchLabels", {})
+        return all(labels.get(k) == v for k, v in wanted.items())
+
+    for name, pod in pod_specs().items():
+        labels = pod["metadata"]["labels"]
+        applying = [p for p in policies if selects(p, labels)]
+        assert any(p["metadata"]["name"] == "archiver-default-deny" for p in applying), name
+        assert any(p["metadata"]["name"] == name for p in applying), f"{name} has no policy of its own"
+        assert all({"Ingress", "Egress"} <= set(p["spec"]["policyTypes"]) for p in applying), name
+        from_anywhere = [r for p in applying for r in p["spec"].get("ingress", []) if "from" not in r]
+        if name == "archiver-intake":
+            assert [r["ports"] for r in from_anywhere] == [[{"port": 8080, "protocol": "TCP"}]]
+        else:
+            assert from_anywhere == [], f"{name} is reachable from anywhere"
+    deny = next(p for p in policies if p["metadata"]["name"] == "archiver-default-deny")
+    assert "ingress" not in deny["spec"] and "egress" not in deny["spec"]
+    for backend in ("redis", "postgres"):
+        policy = next(p for p in policies if p["metadata"]["name"] == f"archiver-{backend}")
+        sources = {
+            f["podSelector"]["matchLabels"]["app"] for r in policy["spec"]["ingress"] for f in r["from"]
+        }
+        assert "archiver-flower" not in sources or backend == "redis"
+        assert ("archiver-migrate" in sources) == (backend == "postgres")
+    intake = docs[("Deployment", "archiver-intake")]["spec"]["template"]
+    assert intake["metadata"]["annotations"]["prometheus.io/port"] == "9108"
+    service_ports = {p["targetPort"] for p in docs[("Service", "archiver-intake")]["spec"]["ports"]}
+    assert service_ports == {"http"}  # the metrics port is not on the Service
 
 
 def test_kubernetes_worker_grace_covers_the_soft_shutdown_and_beat_is_single():
@@ -139,31 +230,132 @@ def test_compose_runs_every_part_with_known_settings():
     services = spec["services"]
     assert {"redis", "postgres", "s3", "migrate", "intake", "worker", "beat", "flower"} <= set(services)
     example = env_file(DEPLOY / "archiver.env.example")  # compose's env_file is made from it
-    for name in ("migrate", "intake", "worker", "beat", "flower"):
+    for name in ("migrate", "intake", "worker", "beat"):
         service = services[name]
-        assert service["env_file"] == "archiver.env"
-        assert_known_and_complete({**example, **service["environment"]}, f"compose {name}")
+        files = service["env_file"] if isinstance(service["env_file"], list) else [service["env_file"]]
+        assert files[0] == "archiver.env"
+        given = {**example, **service["environment"]}
+        if name == "migrate":
+            given |= env_file(DEPLOY / "migrate.env.example")
+        assert_known_and_complete(given, f"compose {name}")
         assert_cli(service["command"], f"compose {name}")
-        path = {**example, **service["environment"]}["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
+        path = given["ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE"]
         assert path == f"/run/secrets/{service['secrets'][0]}" and service["secrets"][0] in spec["secrets"]
+    assert services["migrate"]["env_file"] == ["archiver.env", "migrate.env"]
+    assert all("migrate.env" not in str(s.get("env_file")) for n, s in services.items() if n != "migrate")
+    flower = services["flower"]
+    assert flower["env_file"] == "flower.env" and "secrets" not in flower
+    assert_cli(flower["command"], "compose flower")
+    flower_env = {**env_file(DEPLOY / "flower.env.example"), **flower["environment"]}
+    assert not {k for k in flower_env if re.search("PASSWORD|SECRET|TOKEN|DATABASE_URL", k)}
     assert float(services["worker"]["stop_grace_period"].rstrip("s")) >= SOFT_SHUTDOWN + 2
     assert "beat" not in spec.get("x-scale", {})  # documented: never scale beat
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "REMAP_SIGTERM=SIGQUIT" in dockerfile
 
 
+def test_compose_keeps_secrets_out_of_the_file_and_flower_and_metrics_on_localhost():
+    services = compose()["services"]
+    for name, service in services.items():
+        for key, value in (service.get("environment") or {}).items():
+            secret_like = re.search("PASSWORD|SECRET_ACCESS_KEY|TOKEN|BASIC_AUTH|ROOT_USER", key)
+            assert not secret_like or key.endswith("_FILE"), f"{name} sets the secret {key} inline"
+            assert not is_placeholder(str(value)), f"{name}: {key}"
+        image = service.get("image", "")
+        assert image and not image.endswith(":latest") and ":" in image, f"{name}: unpinned image {image!r}"
+        for port in service.get("ports", []):
+            published = str(port)
+            if name == "intake" and published == "8080:8080":
+                continue  # the webhooks: the one port meant for the outside
+            assert published.startswith("127.0.0.1:"), f"{name} publishes {published} beyond localhost"
+    assert "127.0.0.1:5555:5555" in services["flower"]["ports"]
+    assert "127.0.0.1:9108:9108" in services["intake"]["ports"]
+    for name in ("intake", "worker", "beat", "flower", "migrate"):
+        service = services[name]
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+    # MinIO's root user stays with MinIO and its set-up job; the archiver has a user of its own.
+    assert "minio.env" in services["s3"]["env_file"]
+    assert not any(
+        "minio.env" in str(services[n].get("env_file")) for n in ("intake", "worker", "beat", "flower")
+    )
+    assert re.match(r"^python:3\.11\.\d+-slim", re.search(r"^FROM (\S+)", (DEPLOY / "Dockerfile").read_text(),
+                                                          re.M).group(1))  # fmt: skip
+
+
+def test_a_placeholder_left_anywhere_stops_the_start():
+    """Every example ships CHANGE-ME where a secret goes; a process given one refuses to start."""
+    from pydantic import ValidationError
+
+    from archiver.flower import FlowerRefused, basic_auth
+
+    examples = [env_file(DEPLOY / "archiver.env.example"), env_file(DEPLOY / "migrate.env.example")]
+    docs = kube()
+    examples += [doc["stringData"] for (kind, _n), doc in docs.items() if kind == "Secret"]
+    refused = 0
+    for example in examples:
+        if not any("CHANGE-ME" in v for k, v in example.items() if k.startswith(PREFIX)):
+            continue
+        with pytest.raises(ValidationError, match="a placeholder, not a secret"):
+            settings_from(example, fill_placeholders=False)
+        refused += 1
+    assert refused >= 4
+    for flower_env in (
+        env_file(DEPLOY / "flower.env.example"),
+        docs[("Secret", "archiver-flower")]["stringData"],
+    ):
+        with pytest.raises(FlowerRefused, match="placeholder"):
+            basic_auth(flower_env)
+    for name in ("postgres.env.example", "minio.env.example"):
+        assert "CHANGE-ME" in (DEPLOY / name).read_text()  # and postgres-passwords.sh refuses it
+    assert "change*me" in (DEPLOY / "postgres-passwords.sh").read_text()
+
+
 @pytest.mark.parametrize("unit", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda p: p.name)
 def test_systemd_units_parse_and_run_our_commands(unit):
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    parser = configparser.ConfigParser(interpolation=None, strict=False)  # EnvironmentFile= repeats
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read(unit)
     service = parser["Service"]
-    assert service["EnvironmentFile"] == "/etc/archiver/archiver.env"
+    files = [line for line in unit.read_text().splitlines() if line.startswith("EnvironmentFile=")]
+    if "flower" in unit.name:  # Flower's credentials and the broker, nothing else
+        assert files == ["EnvironmentFile=/etc/archiver/flower.env"]
+    elif "migrate" in unit.name:
+        assert files == [
+            "EnvironmentFile=/etc/archiver/archiver.env",
+            "EnvironmentFile=/etc/archiver/migrate.env",
+        ]
+    else:
+        assert files == ["EnvironmentFile=/etc/archiver/archiver.env"]
     argv = shlex.split(service["ExecStart"])
     assert_cli([Path(argv[0]).name, *argv[1:]], unit.name)
     if "worker" in unit.name:
-        assert service["Environment"] == "REMAP_SIGTERM=SIGQUIT"
+        assert "REMAP_SIGTERM=SIGQUIT" in service["Environment"].split()
         assert float(service["TimeoutStopSec"]) >= SOFT_SHUTDOWN + 2
+    if "intake" in unit.name:
+        assert parser["Unit"]["Requires"] == "archiver-migrate.service"
+
+
+@pytest.mark.parametrize("unit", sorted((DEPLOY / "systemd").glob("*.service")), ids=lambda p: p.name)
+def test_systemd_units_are_sandboxed(unit):
+    import shutil
+    import subprocess
+
+    text = unit.read_text()
+    for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes", "ProtectHome=yes",
+                 "CapabilityBoundingSet=\n", "RestrictSUIDSGID=yes"):  # fmt: skip
+        assert line in text + "\n", f"{unit.name} lacks {line.strip()}"
+    writable = re.findall(r"^ReadWritePaths=(.+)$", text, re.M)
+    spool = re.search(r"ARCHIVER_MEDIA_SPOOL_DIR=(\S+)", text)
+    if spool:  # the worker writes its spool, and nothing else
+        assert writable == [spool.group(1)] and "StateDirectory=" in text
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze (Debian's systemd package) checks the units"
+    out = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, timeout=60
+    )
+    problems = [line for line in (out.stdout + out.stderr).splitlines() if "is not executable" not in line]
+    assert problems == [], problems
 
 
 def test_the_iam_policy_grants_only_what_the_archiver_uses():
