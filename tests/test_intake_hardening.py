@@ -197,3 +197,26 @@ def test_slow_and_silent_clients_are_cut_off(intake):
         closed_after.setdefault(name, time.monotonic() - started)
         sock.close()
     assert closed_after["silent"] < 8 and closed_after["dripping"] < 8, closed_after
+
+
+def test_an_unexpected_error_is_a_json_500_logged_through_our_logger(caplog):
+    """The outermost layer: whatever escapes the app is answered as JSON and logged by our logger
+    (redacted, JSON when configured), never by uvicorn's own traceback printer."""
+    import asyncio
+    import logging
+
+    from archiver.intake.server import CatchAll
+
+    async def broken(scope, receive, send):
+        raise RuntimeError("token hunter2-abc leaked into a bug")
+
+    async def call():
+        transport = httpx.ASGITransport(app=CatchAll(broken))
+        async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+            return await client.post("/webhooks/bandwidth", content=b"{}")
+
+    with caplog.at_level(logging.ERROR):
+        response = asyncio.run(call())
+    assert response.status_code == 500 and response.json()["error"] == "internal"
+    [record] = [r for r in caplog.records if r.exc_info]
+    assert record.name.startswith("archiver.") and "POST /webhooks/bandwidth" in record.getMessage()
