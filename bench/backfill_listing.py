@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from archiver.backfill import backfill_status, run_backfill, start_bandwidth_backfill
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.db.migrate import upgrade
-from archiver.pipeline.context import PipelineContext
 from bench.results import write_section
 from bench.scratch import BENCH_CLIENT_ID, BENCH_CLIENT_SECRET, StandaloneSimulator, standalone_simulator
+from workers.wiring import build_context
 
 TOTAL = 50_000
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def dry_run(sim: StandaloneSimulator, order: str) -> tuple[dict[str, Any], int, 
             bandwidth_base_url=f"{sim.url}/api/v2",
         )
         upgrade(settings.database_url)
-        ctx = PipelineContext.from_settings(settings, NoDispatch())
+        ctx = build_context(settings, dispatcher=NoDispatch())
         started = time.perf_counter()
         run = start_bandwidth_backfill(ctx, "9900000", SINCE, UNTIL, realtime=False, dry_run=True)
         while run_backfill(ctx, run.id, budget_seconds=3600).more:

@@ -41,10 +41,10 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.db.models import WebhookEvent
 from archiver.db.session import Database
-from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 from bench.results import write_section
 from bench.scratch import BROKER, fresh_broker, scratch_database
 

@@ -78,12 +78,12 @@ def child_boto3(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def child_pipeline(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
-    from archiver.config import load_settings
+    from archiver.core.config import load_settings
     from archiver.intake.bandwidth import parse_bandwidth_event
-    from archiver.pipeline.context import PipelineContext
     from archiver.pipeline.dispatch import Step
     from archiver.pipeline.events import record_event
     from archiver.pipeline.steps import Outcome, run_step
+    from workers.wiring import build_context
 
     class NoDispatch:
         def enqueue(self, *_args: object) -> None:  # the benchmark runs the step itself
@@ -102,7 +102,7 @@ def child_pipeline(env: dict[str, str], rec: dict[str, Any]) -> dict[str, Any]:
             return None
 
     settings = load_settings()  # the database is migrated by the parent: a worker never imports alembic
-    ctx = PipelineContext.from_settings(settings, NoDispatch())
+    ctx = build_context(settings, dispatcher=NoDispatch())
     event = {"eventType": "recordingAvailable", "eventTime": "2026-11-21T00:00:00Z", "accountId": rec["accountId"],
              "callId": rec["callId"], "recordingId": rec["recordingId"], "status": "complete"}  # fmt: skip
     _, item_id = record_event(ctx, parse_bandwidth_event(json.dumps(event).encode()))
@@ -153,7 +153,7 @@ SIDES = {
 
 
 def main() -> None:
-    from archiver.devstack import LocalStack
+    from archiver.local.devstack import LocalStack
     from bench.results import write_section
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-media-"))

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from archiver.devstack import LocalStack, scratch_postgres_database
-from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+from archiver.local.devstack import LocalStack, scratch_postgres_database
+from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
 PG_ADMIN = os.environ.get("ARCHIVER_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_BASE = os.environ.get("ARCHIVER_TEST_PG_URL_BASE", "postgresql+psycopg://postgres@127.0.0.1:5432")

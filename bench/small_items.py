@@ -24,7 +24,7 @@ import boto3
 import httpx
 
 from archiver.db.session import Database
-from archiver.devstack import LOCAL_AWS, LocalStack
+from archiver.local.devstack import LOCAL_AWS, LocalStack
 from bench.rate_limit_efficiency import deletions_requested
 from bench.results import write_section
 from bench.scratch import bandwidth_token, running_stack, scratch_database

@@ -1,5 +1,5 @@
 """Fixtures: real PostgreSQL, Redis, an S3 server process, the simulator over HTTP, and a real Celery
-worker and beat, started once per session through :mod:`archiver.devstack`.
+worker and beat, started once per session through :mod:`archiver.local.devstack`.
 
 Isolation between tests: tables are truncated, the simulator reset and the shared clock put back to
 zero before each end-to-end test. Item ids are never reused (no RESTART IDENTITY), so a message left
@@ -22,7 +22,7 @@ from sqlalchemy import text
 
 from archiver.db.migrate import upgrade
 from archiver.db.session import Database
-from archiver.devstack import LocalStack, scratch_postgres_database
+from archiver.local.devstack import LocalStack, scratch_postgres_database
 
 PG_ADMIN_DSN = os.environ.get(
     "ARCHIVER_TEST_PG_ADMIN_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -362,7 +362,7 @@ class SimulatorUnderTest:
 
 @pytest.fixture(scope="session")
 def standalone_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorUnderTest]:
-    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+    from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
     from tests.receiver import start_receiver
 
     receiver = start_receiver()

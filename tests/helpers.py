@@ -9,14 +9,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, TranscriptSegment, WebhookEvent
 from archiver.db.session import Database
-from archiver.devstack import LocalStack
+from archiver.local.devstack import LocalStack
 from archiver.pipeline.context import PipelineContext
 from tests.conftest import wait_for
-from workers.celery_app import create_celery_app
-from workers.dispatch import CeleryDispatcher
+from workers.wiring import build_context
 
 #: The broker of in-process contexts: not the session worker's, so nothing they send is worked on.
 SPARE_BROKER = "redis://127.0.0.1:6379/8"
@@ -40,8 +39,7 @@ def in_process_context(stack: LocalStack, db: Database, **overrides: Any) -> Pip
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         os.environ.setdefault(key, stack.env()[key])
     settings = Settings(**env)
-    dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
-    ctx = PipelineContext.from_settings(settings, dispatcher)
+    ctx = build_context(settings)
     ctx.clock = ShiftedClock()
     return ctx
 

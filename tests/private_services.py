@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg
 import redis
 
-from archiver.supervisor import free_port, wait_until
+from archiver.local.supervisor import free_port, wait_until
 
 
 def _postgres_bindir() -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.pipeline.accounts import PausedAccounts, pause_account
 
 T0 = datetime(2026, 12, 2, 12, tzinfo=UTC)

@@ -23,8 +23,8 @@ from archiver.backfill import (
     start_bandwidth_backfill,
 )
 from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, BackfillState, ItemState
+from archiver.local.supervisor import bin_path
 from archiver.providers.errors import RateLimited
-from archiver.supervisor import bin_path
 from tests.conftest import wait_for, wait_while_progressing
 from tests.helpers import in_process_context, wait_state
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from archiver.ids import InvalidId
+from archiver.core.ids import InvalidId
+from archiver.local.supervisor import free_port
 from archiver.providers.bandwidth import BandwidthClient, DeleteOutcome
 from archiver.providers.errors import (
     CredentialsRefused,
@@ -13,7 +14,6 @@ from archiver.providers.errors import (
     ProviderUnavailable,
     RateLimited,
 )
-from archiver.supervisor import free_port
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from archiver.config import ConfigError, load_settings
-from archiver.logging import SecretRedactingFilter
-from archiver.supervisor import bin_path
+from archiver.core.config import ConfigError, load_settings
+from archiver.core.logging import SecretRedactingFilter
+from archiver.local.supervisor import bin_path
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_redis_url_and_aws_keys_are_redacted_too(clean_env):
 def test_libraries_that_log_signed_requests_stay_at_info_under_debug():
     import logging
 
-    from archiver.logging import CHATTY_LIBRARIES, configure_logging
+    from archiver.core.logging import CHATTY_LIBRARIES, configure_logging
 
     root = logging.getLogger()
     saved = root.level, {name: logging.getLogger(name).level for name in CHATTY_LIBRARIES}
@@ -174,7 +174,7 @@ def test_libraries_that_log_signed_requests_stay_at_info_under_debug():
 
 
 def test_presigned_url_queries_are_cut_from_what_flower_shows():
-    from archiver.logging import mask_url_queries
+    from archiver.core.logging import mask_url_queries
 
     shown = "{'service_sid': 'GA1', 'media_url': 'https://b.s3.amazonaws.com/r.wav?X-Amz-Signature=abc&X-Amz-Credential=k'}"
     masked = mask_url_queries(shown)

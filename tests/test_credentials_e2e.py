@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from archiver.db.models import ArchiveItem, ItemState, ProviderAccount
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 from tests.conftest import SECRETS, wait_for, wait_while_progressing
 from tests.helpers import count
 from tests.test_observability import scrape, value

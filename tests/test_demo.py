@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 
 
 def test_demo_archives_deletes_and_confirms_purges_on_sqlite(tmp_path):

@@ -41,8 +41,8 @@ from sqlalchemy.exc import OperationalError
 from archiver.db.migrate import upgrade
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, ItemState, WebhookEvent
 from archiver.db.session import Database
-from archiver.devstack import LocalStack
-from archiver.supervisor import ManagedProcess, free_port, http_ok, wait_until
+from archiver.local.devstack import LocalStack
+from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
 from tests.conftest import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
 from tests.helpers import parse_time
 from tests.private_services import PrivatePostgres, PrivateRedis

@@ -89,7 +89,7 @@ def test_flower_refuses_to_start_without_real_credentials(env, refusal):
     import os
     import subprocess
 
-    from archiver.supervisor import bin_path
+    from archiver.local.supervisor import bin_path
 
     base = {k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}
     out = subprocess.run(
@@ -111,7 +111,7 @@ def test_flower_refuses_to_start_without_real_credentials(env, refusal):
 
 
 def test_flower_credentials_from_a_file_are_checked_too(tmp_path):
-    from archiver.flower import FlowerRefused, basic_auth
+    from archiver.cli.flower import FlowerRefused, basic_auth
 
     path = tmp_path / "flower_auth"
     path.write_text("ops:a-long-enough-password\n")
@@ -125,7 +125,7 @@ def test_flower_credentials_from_a_file_are_checked_too(tmp_path):
 
 def test_flower_requires_the_credentials_it_was_started_with(stack):
     """Started as production starts it, Flower answers nothing without them."""
-    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+    from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
     port = free_port()
     env = {**stack.env(), "FLOWER_BASIC_AUTH": "ops:flower-SECRET-9a8b7c"}

@@ -23,7 +23,7 @@ from celery.utils.saferepr import saferepr
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemHistory, ItemState, WebhookEvent
 from archiver.db.session import Database

@@ -144,7 +144,7 @@ def test_healthz(intake):
 
 
 def test_accepts_the_transcription_key_of_the_docs(intake, db):
-    """CONTRACTS.md §1.6: some events carry the object under ``transcription``; both keys work."""
+    """docs/providers.md, "Bandwidth: callbacks": some events carry the object under ``transcription``; both keys work."""
     client, _simulator = intake
     body = {k: v for k, v in AVAILABLE.items() if k != "realTimeTranscription"}
     body["transcription"] = AVAILABLE["realTimeTranscription"]

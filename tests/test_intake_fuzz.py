@@ -2,7 +2,7 @@
 wrongly authenticated requests to the running intake. Every answer is a 4xx with a JSON error;
 nothing is stored, nothing is enqueued, and no configured secret reaches a log.
 
-Each request is built from a valid event of CONTRACTS.md and then broken in a way that must be
+Each request is built from a valid event of docs/providers.md and then broken in a way that must be
 refused (wrong credentials, a body that is not JSON or not an object, an unknown event type, a
 missing or invalid id, a wrong type, an oversized body, a bad Twilio signature, a wrong method or
 path), so a request that slipped through would be a real finding, not noise.

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine
 
 from archiver.db.migrate import current_revision_is_head, upgrade
 from archiver.db.models import Base
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 
 
 def assert_schema_matches_models(url: str) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from archiver.logging import SecretRedactingFilter
+from archiver.core.logging import SecretRedactingFilter
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.credentials import SecretSource
 from archiver.providers.errors import CredentialsRefused, ProviderRejected, ProviderUnavailable, RateLimited

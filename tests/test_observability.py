@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from archiver.core.logging import JsonFormatter, SecretRedactingFilter, log_context
 from archiver.db.models import ItemState
-from archiver.logging import JsonFormatter, SecretRedactingFilter, log_context
 from tests.conftest import SECRETS, wait_for
 from tests.helpers import wait_state
 
@@ -132,7 +132,7 @@ def test_a_presigned_url_query_never_reaches_the_broker_headers_flower_reads():
 
     import redis
 
-    from archiver.config import Settings
+    from archiver.core.config import Settings
     from archiver.pipeline.dispatch import QUEUE_LIVE, REQUEST_TWILIO_TRANSCRIPT_TASK_NAME
     from tests.helpers import SPARE_BROKER
     from workers.celery_app import create_celery_app

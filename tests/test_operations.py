@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from archiver.db.models import ItemState
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 from tests.helpers import objects, wait_state
 
 pytestmark = pytest.mark.e2e

@@ -244,7 +244,7 @@ def test_5xx_forever_dead_letters_with_the_reason(e2e, db):
 
     import subprocess
 
-    from archiver.supervisor import bin_path
+    from archiver.local.supervisor import bin_path
 
     out = subprocess.run(
         [bin_path("archiver"), "status", "--json"],
@@ -310,7 +310,7 @@ def test_broker_unreachable_at_the_intake_loses_nothing(e2e, db):
     """The event is committed before the 204; the message that could not be sent is replaced by the
     sweeper's, so the item is archived all the same."""
     stack, simulator, _clock = e2e
-    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+    from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
     port = stack.spare_intake_port  # a webhook target the simulator was started with
     env = {**stack.env(), "ARCHIVER_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens

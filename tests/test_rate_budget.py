@@ -13,9 +13,9 @@ import uuid
 import pytest
 import redis
 
+from archiver.core.rate_budget import RateBudget
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.errors import RateLimited
-from archiver.rate_budget import RateBudget
 from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET
 
 BUDGET_REDIS = "redis://127.0.0.1:6379/7"
@@ -26,7 +26,7 @@ HOST = """
 import json, os, sys, time
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.errors import RateLimited
-from archiver.rate_budget import RateBudget
+from archiver.core.rate_budget import RateBudget
 url, redis_url, key, rate, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
 client = BandwidthClient(base_url=url + "/api/v2", client_id=sys.argv[6],
                          client_secret=os.environ["SIM_CLIENT_SECRET"], token_url=url + "/api/v1/oauth2/token")

@@ -16,11 +16,11 @@ import pytest
 import redis
 
 from archiver.db.models import ArchiveItem, ItemState
+from archiver.local.supervisor import bin_path
 from archiver.pipeline.dispatch import QUEUE_DELETIONS, Step
 from archiver.pipeline.events import record_event
 from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
-from archiver.supervisor import bin_path
 from tests.conftest import wait_for
 from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id, media_bytes, objects
 
@@ -257,9 +257,9 @@ def test_another_object_at_the_media_key_is_an_integrity_alarm_never_an_overwrit
 ):
     """Something else already sits at the key the recording would take: it is not overwritten, the
     item is dead-lettered as an integrity alarm, nothing is deleted at the provider, the metric tells."""
-    from archiver.metrics import PipelineCollector
-    from archiver.storage import bandwidth_call_key
-    from archiver.timestamps import parse_timestamp
+    from archiver.core.timestamps import parse_timestamp
+    from archiver.ops.metrics import PipelineCollector
+    from archiver.storage.objects import bandwidth_call_key
 
     make, stack, simulator = local_ctx
     overrides = {} if spool_max_bytes is None else {"media_spool_max_bytes": spool_max_bytes}
@@ -276,7 +276,7 @@ def test_another_object_at_the_media_key_is_an_integrity_alarm_never_an_overwrit
     foreign = b"someone else's object, written first"
     ctx.store.client.put_object(Bucket=ctx.store.bucket, Key=key, Body=foreign)
 
-    with caplog.at_level(logging.ERROR, logger="archiver.storage"):
+    with caplog.at_level(logging.ERROR, logger="archiver.storage.objects"):
         result = run_step(ctx, Step.ARCHIVE, item_id)
     assert result.outcome is Outcome.DEAD and "IntegrityAlarm" in (result.detail or "")
     item = item_by_provider_id(db, rec["recordingId"])

@@ -1,4 +1,4 @@
-"""The simulator behaves like the providers (CONTRACTS.md): list cap and bounds, paging, deferred
+"""The simulator behaves like the providers (docs/providers.md): list cap and bounds, paging, deferred
 deletion, faults, deterministic media, webhooks, transcription requests, scenarios."""
 
 from __future__ import annotations
@@ -324,7 +324,7 @@ def test_transcript_status_moves_over_simulated_time_and_signed_webhook_fires(si
 
 
 def expected_signature(url, params):
-    """Independent of the simulator's code: CONTRACTS.md §2.6."""
+    """Independent of the simulator's code: docs/providers.md, webhook signatures."""
     payload = url + "".join(name + params[name] for name in sorted(params))
     return base64.b64encode(
         hmac.new(SIM_TWILIO_TOKEN.encode(), payload.encode(), hashlib.sha1).digest()
@@ -653,7 +653,7 @@ def test_a_non_ascii_bearer_or_media_token_is_refused_not_a_crash(sim):
 def test_bound_beyond_loopback_the_default_credentials_are_refused(tmp_path):
     import subprocess
 
-    from archiver.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
+    from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
 
     port = free_port()
     argv = [bin_path("archiver"), "simulator", "--host", "0.0.0.0", "--port", str(port)]  # noqa: S104

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from archiver.storage import StoredObject, VerificationFailed, bandwidth_call_key
+from archiver.storage.objects import StoredObject, VerificationFailed, bandwidth_call_key
 
 
 @pytest.fixture
@@ -94,14 +94,14 @@ def wav_body(seconds: float = 2.0, channels: int = 1) -> bytes:
 
 
 def media_settings(tmp_path, **overrides):
-    from archiver.config import Settings
+    from archiver.core.config import Settings
 
     values = {"database_url": "sqlite://", "media_spool_dir": str(tmp_path), **overrides}
     return Settings(_env_file=None, **values)
 
 
 def upload(store, body, settings, *, expected_length, key=None, pieces=64 * 1024):
-    from archiver.media_upload import new_media_upload, upload_media
+    from archiver.storage.media_upload import new_media_upload, upload_media
 
     key = key or f"tests/{uuid.uuid4().hex}.wav"
     chunks = (body[i : i + pieces] for i in range(0, len(body), pieces))
@@ -116,7 +116,7 @@ def upload(store, body, settings, *, expected_length, key=None, pieces=64 * 1024
 
 
 def test_the_choice_between_spooling_and_parts():
-    from archiver.media_upload import SPOOL_FREE_RESERVE_BYTES, spool_fits
+    from archiver.storage.media_upload import SPOOL_FREE_RESERVE_BYTES, spool_fits
 
     gib = 2**30
     assert spool_fits(100, 5 * gib, 10 * gib)
@@ -131,7 +131,7 @@ def test_spooled_media_is_stored_with_its_sha256_and_leaves_no_file(store, tmp_p
     import base64
     import hashlib
 
-    from archiver.media_upload import SpooledUpload, new_media_upload
+    from archiver.storage.media_upload import SpooledUpload, new_media_upload
 
     body = wav_body(seconds=300.0)  # 4.6 MB: several pieces, above nothing in particular
     settings = media_settings(tmp_path)
@@ -161,7 +161,7 @@ def test_spooled_media_is_stored_with_its_sha256_and_leaves_no_file(store, tmp_p
 
 @pytest.mark.parametrize("spool", [True, False], ids=["spooled", "parts"])
 def test_media_shorter_than_declared_is_not_stored(store, tmp_path, spool):
-    from archiver.media import MediaInvalid
+    from archiver.storage.media_checks import MediaInvalid
 
     body = wav_body(seconds=400.0)  # 6.4 MB: more than one 5 MiB part
     settings = media_settings(tmp_path, media_spool_max_bytes=2**30 if spool else 0)
@@ -178,7 +178,7 @@ def test_media_over_the_spool_limit_or_of_unknown_length_goes_in_parts(store, tm
     import base64
     import zlib
 
-    from archiver.media_upload import MultipartUpload, new_media_upload
+    from archiver.storage.media_upload import MultipartUpload, new_media_upload
 
     body = wav_body(seconds=400.0)
     settings = media_settings(tmp_path, media_spool_max_bytes=len(body) - 1)
@@ -209,7 +209,7 @@ def test_a_write_over_our_own_object_is_accepted_as_already_archived(store):
 
 
 def test_a_write_over_another_object_is_an_integrity_alarm_and_overwrites_nothing(store, caplog):
-    from archiver.storage import IntegrityAlarm
+    from archiver.storage.objects import IntegrityAlarm
 
     key = f"tests/{uuid.uuid4().hex}.json"
     store.client.put_object(Bucket=store.bucket, Key=key, Body=b"someone else's")
@@ -220,7 +220,7 @@ def test_a_write_over_another_object_is_an_integrity_alarm_and_overwrites_nothin
 
 
 def test_a_changed_document_keeps_our_earlier_copy_only_when_declared_mutable(store):
-    from archiver.storage import IntegrityAlarm
+    from archiver.storage.objects import IntegrityAlarm
 
     key = f"tests/{uuid.uuid4().hex}.json"
     identity = {"call-id": "c-1", "recording-id": "r-1"}
@@ -243,8 +243,8 @@ def test_a_changed_document_keeps_our_earlier_copy_only_when_declared_mutable(st
 
 @pytest.mark.parametrize("spool", [True, False], ids=["spooled", "in-parts"])
 def test_media_over_an_object_is_kept_if_ours_and_an_alarm_otherwise(store, tmp_path, spool):
-    from archiver.media_upload import MediaTarget, MultipartUpload, SpooledUpload, upload_media
-    from archiver.storage import IntegrityAlarm
+    from archiver.storage.media_upload import MediaTarget, MultipartUpload, SpooledUpload, upload_media
+    from archiver.storage.objects import IntegrityAlarm
 
     key = f"tests/{uuid.uuid4().hex}.bin"
     body = bytes(range(256)) * 50_000  # 12.8 MB: three parts

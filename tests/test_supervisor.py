@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from archiver.supervisor import ManagedProcess, wait_until
+from archiver.local.supervisor import ManagedProcess, wait_until
 
 
 def test_a_process_that_dies_is_started_again_and_a_stopped_one_is_not(tmp_path):

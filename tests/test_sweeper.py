@@ -11,8 +11,8 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from archiver.clock import SystemClock
-from archiver.config import Settings
+from archiver.core.clock import SystemClock
+from archiver.core.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_BACKFILL, QUEUE_DELETIONS, QUEUE_LIVE
@@ -143,6 +143,7 @@ def test_running_backfill_runs_that_nobody_works_on_are_sent_again(sweep_ctx, db
     a run being worked on, a fresh one, a dry run (driven by its command) and a paused one are not."""
     import json
 
+    from archiver.backfill import resume_orphaned_runs
     from archiver.db.models import BackfillRun
     from archiver.pipeline.dispatch import QUEUE_MAINTENANCE
 
@@ -172,10 +173,10 @@ def test_running_backfill_runs_that_nobody_works_on_are_sent_again(sweep_ctx, db
             uow.session.add(run)
             uow.session.flush()
             ids[name] = run.id
-    sweep_due_items(ctx)
+    sweep_due_items(ctx, also=(resume_orphaned_runs,))  # as beat's sweep task does
     sent = [json.loads(m)["headers"]["argsrepr"] for m in broker.lrange(QUEUE_MAINTENANCE, 0, -1)]
     assert sorted(sent) == sorted(f"[{ids[n]}]" for n in ("orphaned", "expired-lease"))
-    sweep_due_items(ctx)  # sent once per requeue interval, not every sweep
+    sweep_due_items(ctx, also=(resume_orphaned_runs,))  # sent once per requeue interval, not every sweep
     assert broker.llen(QUEUE_MAINTENANCE) == 2
 
 

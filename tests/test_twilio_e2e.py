@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 from tests.conftest import SECRETS, wait_for
 from tests.helpers import count, objects, segments, wait_state
 
@@ -37,7 +37,7 @@ def create_transcripts(simulator, **options):
 
 
 def signature(url, params):
-    """Independent of the archiver's code: CONTRACTS.md §2.6."""
+    """Independent of the archiver's code: docs/providers.md, webhook signatures."""
     payload = url + "".join(name + params[name] for name in sorted(params))
     digest = hmac.new(SECRETS["twilio_auth_token"].encode(), payload.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()

@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from archiver.ids import InvalidId, validate
+from archiver.core.ids import InvalidId, validate
+from archiver.core.timestamps import parse_timestamp
 from archiver.intake.bandwidth import parse_bandwidth_event
 from archiver.intake.untrusted import EventRejected
-from archiver.pipeline.events import Action
+from archiver.pipeline.items import Action
 from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, RetryPolicy
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
-from archiver.storage import VerificationFailed
-from archiver.timestamps import parse_timestamp
+from archiver.storage.objects import VerificationFailed
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -159,7 +159,7 @@ def test_event_rejections_say_what_is_wrong():
 
 
 def test_clock_offset_file(tmp_path):
-    from archiver.clock import OffsetFileClock
+    from archiver.core.clock import OffsetFileClock
 
     path = tmp_path / "offset"
     clock = OffsetFileClock(str(path))
@@ -172,8 +172,8 @@ def test_clock_offset_file(tmp_path):
 
 
 def test_wav_and_mp3_containers_are_checked():
-    from archiver.media import MediaInvalid, validate_container
     from archiver.simulator.media import iter_media
+    from archiver.storage.media_checks import MediaInvalid, validate_container
 
     wav = b"".join(iter_media(2.0, 2, "wav", 5))
     validate_container(wav[:4096], len(wav), "wav", 2)
@@ -190,7 +190,7 @@ def test_wav_and_mp3_containers_are_checked():
 
 
 def test_part_size_grows_to_stay_within_10000_parts():
-    from archiver.media_upload import part_size_for
+    from archiver.storage.media_upload import part_size_for
 
     five = 5 * 2**20
     assert part_size_for(None, five) == five
@@ -211,13 +211,13 @@ def test_part_size_grows_to_stay_within_10000_parts():
     ],
 )
 def test_iso_durations(value, seconds):
-    from archiver.pipeline.recordings import parse_duration
+    from archiver.pipeline.handlers.recordings import parse_duration
 
     assert parse_duration(value) == seconds
 
 
 def test_recording_transcription_segments_label_the_channels_and_tolerate_the_legacy_shape():
-    from archiver.pipeline.recordings import transcription_segments
+    from archiver.pipeline.handlers.recordings import transcription_segments
 
     new = transcription_segments(
         {
@@ -288,7 +288,7 @@ def test_recording_events_map_to_actions():
         )
 
 
-# --- Twilio signatures (CONTRACTS.md §2.6) -----------------------------------------------------------
+# --- Twilio signatures (docs/providers.md: webhook signatures) -----------------------------------------------------------
 
 
 def _sign(token, url, params):
@@ -367,7 +367,7 @@ def test_twilio_sids_and_media_hosts():
 
 
 def test_media_hosts_default_to_the_api_host_or_origin():
-    from archiver.config import Settings
+    from archiver.core.config import Settings
 
     assert Settings().twilio_media_host_patterns == ["intelligence.twilio.com"]
     assert Settings(twilio_base_url="http://127.0.0.1:9000").twilio_media_host_patterns == [
@@ -375,3 +375,22 @@ def test_media_hosts_default_to_the_api_host_or_origin():
     ]
     listed = Settings(twilio_media_hosts="media.twiliocdn.com, http://127.0.0.1:9000/")
     assert listed.twilio_media_host_patterns == ["media.twiliocdn.com", "http://127.0.0.1:9000"]
+
+
+def test_the_backfill_progress_bar_counts_archived_items_of_those_found():
+    import io
+
+    from tqdm import tqdm
+
+    from archiver.cli.backfill import show_progress
+
+    out = io.StringIO()
+    status = {"state": "running", "found": 40, "archived": 10, "windows_done": 2, "list_requests": 3,
+              "enqueued": 38, "skipped_known": 2}  # fmt: skip
+    with tqdm(file=out, desc="run 7") as bar:
+        show_progress(bar, status)
+        assert (bar.n, bar.total) == (10, 40)
+        show_progress(bar, {**status, "found": 0, "archived": 0})
+        assert (bar.n, bar.total) == (0, 1)  # nothing found yet: an empty bar, not a division by zero
+    text = out.getvalue()
+    assert "run 7" in text and "10/40" in text and "list requests 3" in text and "already known 2" in text

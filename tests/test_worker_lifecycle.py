@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from archiver.db.models import ItemState
-from archiver.supervisor import bin_path
+from archiver.local.supervisor import bin_path
 from tests.conftest import TEST_REDIS_URL, wait_for
 from tests.helpers import history, item_by_provider_id, objects, wait_state
 

@@ -1,6 +1,6 @@
 """The Celery application: reliability settings, queues, routes and the beat schedule.
 
-Why each setting (see ../shared/PRACTICE.md):
+Why each setting (sources: docs/development.md, "Celery, Redis and S3 in production"):
 * ``task_acks_late`` + ``task_reject_on_worker_lost``: a task whose process dies is redelivered,
   not acked; ``worker_prefetch_multiplier=1`` reserves one message per process.
 * soft shutdown on SIGTERM, a pool process replaced every N tasks, reconnection without
@@ -23,20 +23,11 @@ from celery import Celery
 from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
-from archiver.config import Settings
-from archiver.logging import mask_url_queries
-from archiver.pipeline.dispatch import (
-    ALL_QUEUES,
-    BACKFILL_TASK_NAME,
-    QUEUE_LIVE,
-    QUEUE_MAINTENANCE,
-    QUEUES,
-    RELAY_TASK_NAME,
-    REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
-    SWEEP_TASK_NAME,
-    TASK_NAMES,
-)
+from archiver.core.config import Settings
+from archiver.core.logging import mask_url_queries
+from archiver.pipeline.dispatch import ALL_QUEUES, QUEUE_LIVE
 from workers import broker_transport
+from workers.table import ROUTES, TASKS
 
 REDIS_VISIBILITY_TIMEOUT = 3600
 
@@ -55,12 +46,6 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
     before_task_publish.connect(mask_presigned_urls, weak=False, dispatch_uid="archiver.mask-urls")
     broker_transport.use_for_redis_urls()  # a lost broker must not stop the worker: see there
     app = Celery("archiver", include=["workers.tasks"] if include_tasks else [])
-    routes: dict[str, dict[str, str]] = {TASK_NAMES[step]: {"queue": queue} for step, queue in QUEUES.items()}
-    routes[SWEEP_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
-    routes[REQUEST_TWILIO_TRANSCRIPT_TASK_NAME] = {"queue": QUEUE_LIVE}
-    # The run's driver is short and must not wait behind the items it found: maintenance queue.
-    routes[BACKFILL_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
-    routes[RELAY_TASK_NAME] = {"queue": QUEUE_MAINTENANCE}
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
@@ -105,15 +90,18 @@ def create_celery_app(settings: Settings, *, include_tasks: bool = True) -> Cele
         # into every queue).
         task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in ALL_QUEUES],
         task_default_queue=QUEUE_LIVE,
-        task_routes=routes,
+        task_routes=ROUTES,  # derived from workers/table.py
         timezone="UTC",
         enable_utc=True,
         beat_schedule={
             "sweep-due-items": {
-                "task": SWEEP_TASK_NAME,
+                "task": TASKS["sweep_due_items"].name,
                 "schedule": settings.sweep_interval_seconds,
                 # A sweep not started within one interval is pointless: the next one replaces it.
-                "options": {"queue": QUEUE_MAINTENANCE, "expires": settings.sweep_interval_seconds},
+                "options": {
+                    "queue": TASKS["sweep_due_items"].queue,
+                    "expires": settings.sweep_interval_seconds,
+                },
             }
         },
     )

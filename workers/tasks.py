@@ -1,6 +1,7 @@
-"""Thin Celery tasks over :mod:`archiver.pipeline`.
+"""Thin Celery tasks over :mod:`archiver.pipeline`, each declared by its row of
+:data:`workers.table.TASKS` (name, queue, limits, retries), bound to whichever app loads this module.
 
-Each task runs one step for one item; the arguments are the item's id and a readable ``ref``
+Each item task runs one step for one item; the arguments are the item's id and a readable ``ref``
 (provider/kind/id) so that Flower shows what a task works on. All the logic, transactions and retry
 decisions live in the services; a task only turns "retry in N seconds" into ``self.retry``.
 """
@@ -10,53 +11,36 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task, shared_task
 from celery.signals import worker_process_init
-from sqlalchemy.exc import InterfaceError, OperationalError
 
-from archiver.backfill import fail_run, run_account, run_backfill, wait_for_account
-from archiver.config import get_settings
-from archiver.logging import log_context
+from archiver.backfill import fail_run, resume_orphaned_runs, run_account, run_backfill, wait_for_account
+from archiver.core.config import get_settings
+from archiver.core.logging import log_context
 from archiver.pipeline.accounts import pause_account
 from archiver.pipeline.context import PipelineContext
-from archiver.pipeline.dispatch import (
-    BACKFILL_TASK_NAME,
-    QUEUE_LIVE,
-    QUEUE_MAINTENANCE,
-    RELAY_TASK_NAME,
-    REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
-    SWEEP_TASK_NAME,
-    TASK_NAMES,
-    Step,
-    relay_messages,
-)
+from archiver.pipeline.dispatch import Step, relay_messages
 from archiver.pipeline.retry import PauseAccount, Retry
 from archiver.pipeline.steps import Outcome, run_step
 from archiver.pipeline.sweeper import sweep_due_items
-from archiver.pipeline.twilio_transcripts import request_transcript
+from archiver.pipeline.twilio_requests import request_transcript
 from archiver.providers.errors import CredentialsRefused, ProviderError
-from workers import app
-from workers.dispatch import CeleryDispatcher
+from workers.table import TASKS
+from workers.wiring import build_context
 
 log = logging.getLogger(__name__)
 
-#: How many times a task re-tries an item held by another worker before leaving it to the sweeper.
-MAX_BUSY_RETRIES = 5
 #: How long one backfill message works before handing the rest of its run to a new message.
 BACKFILL_SLICE_SECONDS = 20.0
-#: A slice ends after the list request under way and its commit (up to 1,000 items created and
-#: sent): limits of their own, far above the slice, not the item steps' (which follow the lease).
-BACKFILL_SOFT_TIME_LIMIT = 180
-BACKFILL_TIME_LIMIT = 240
 
 _context: PipelineContext | None = None
 
 
-def pipeline_context() -> PipelineContext:
+def pipeline_context(app: Celery) -> PipelineContext:
     """One context per worker process, built after the fork (engines must not cross a fork)."""
     global _context
     if _context is None:
-        _context = PipelineContext.from_settings(get_settings(), CeleryDispatcher(app))
+        _context = build_context(get_settings(), app=app)
     return _context
 
 
@@ -73,22 +57,16 @@ class StepTask(Task):  # type: ignore[type-arg]
     item stays due in the database meanwhile, so the sweeper would send it again anyway.
     """
 
-    acks_late = True
-    reject_on_worker_lost = True
-    max_retries = None
-    autoretry_for = (OperationalError, InterfaceError)
-    retry_backoff = 1
-    retry_backoff_max = 60
-    retry_jitter = True
     step: Step
+    busy_retries: int
 
     def run_item_step(self, item_id: int, ref: str) -> dict[str, Any]:
         """The step, and the next one if it is due at once (archive → request deletion: one task
         where there were two). That next step's short wait is a message of its own task."""
         with log_context(task_id=self.request.id, task_name=self.name):
-            result = run_step(pipeline_context(), self.step, item_id, go_on=True)
+            result = run_step(pipeline_context(self.app), self.step, item_id, go_on=True)
         if result.outcome is Outcome.RETRY or (
-            result.outcome is Outcome.BUSY and self.request.retries < MAX_BUSY_RETRIES
+            result.outcome is Outcome.BUSY and self.request.retries < self.busy_retries
         ):
             raise self.retry(countdown=result.countdown, exc=None)
         shown: dict[str, Any] = {"outcome": result.outcome.value, "detail": result.detail}
@@ -97,7 +75,7 @@ class StepTask(Task):  # type: ignore[type-arg]
             shown[next_step.value] = {"outcome": next_result.outcome.value, "detail": next_result.detail}
             if next_result.outcome is Outcome.RETRY:
                 try:
-                    pipeline_context().dispatcher.enqueue(
+                    pipeline_context(self.app).dispatcher.enqueue(
                         next_step, item_id, ref, countdown=next_result.countdown
                     )
                 except Exception:  # the item is due in the database: the sweeper sends it
@@ -105,54 +83,31 @@ class StepTask(Task):  # type: ignore[type-arg]
         return shown
 
 
-class ArchiveTask(StepTask):
-    step = Step.ARCHIVE
-
-
-class ArchiveTranscriptionTask(StepTask):
-    step = Step.ARCHIVE_TRANSCRIPTION
-
-
-class RequestDeletionTask(StepTask):
-    step = Step.REQUEST_DELETION
-
-
-class ConfirmPurgeTask(StepTask):
-    step = Step.CONFIRM_PURGE
-
-
-@app.task(name=TASK_NAMES[Step.ARCHIVE], base=ArchiveTask, bind=True)
+@shared_task(bind=True, base=StepTask, **TASKS["archive_item"].options())
 def archive_item(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Fetch the artifact, store it in S3, verify the copy, commit."""
     return self.run_item_step(item_id, ref)
 
 
-@app.task(name=TASK_NAMES[Step.ARCHIVE_TRANSCRIPTION], base=ArchiveTranscriptionTask, bind=True)
+@shared_task(bind=True, base=StepTask, **TASKS["archive_transcription"].options())
 def archive_transcription(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Archive a recording's transcription that arrived after its media (or settle its absence)."""
     return self.run_item_step(item_id, ref)
 
 
-@app.task(name=TASK_NAMES[Step.REQUEST_DELETION], base=RequestDeletionTask, bind=True)
+@shared_task(bind=True, base=StepTask, **TASKS["request_deletion"].options())
 def request_deletion(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """Re-verify the archived copy, then ask the provider to delete the artifact."""
     return self.run_item_step(item_id, ref)
 
 
-@app.task(name=TASK_NAMES[Step.CONFIRM_PURGE], base=ConfirmPurgeTask, bind=True)
+@shared_task(bind=True, base=StepTask, **TASKS["confirm_purge"].options())
 def confirm_purge(self: StepTask, item_id: int, ref: str = "") -> dict[str, Any]:
     """After the purge window, check that the provider no longer serves the artifact."""
     return self.run_item_step(item_id, ref)
 
 
-@app.task(
-    name=REQUEST_TWILIO_TRANSCRIPT_TASK_NAME,
-    bind=True,
-    acks_late=True,
-    ignore_result=True,
-    queue=QUEUE_LIVE,
-    max_retries=None,
-)
+@shared_task(bind=True, **TASKS["request_twilio_transcript"].options())
 def request_twilio_transcript(
     self: Task,  # type: ignore[type-arg]
     service_sid: str,
@@ -163,7 +118,7 @@ def request_twilio_transcript(
     """Ask Twilio to transcribe a recording or a media URL, and track the transcript to its archive.
     Refused credentials pause the Twilio account; the request is tried again when its credentials
     are next checked (at most ARCHIVER_MAX_COUNTDOWN_SECONDS away), not dropped."""
-    ctx = pipeline_context()
+    ctx = pipeline_context(self.app)
     try:
         sid, item_id = request_transcript(
             ctx, service_sid, media_url=media_url, source_sid=source_sid, customer_key=customer_key
@@ -181,22 +136,14 @@ def request_twilio_transcript(
     return {"transcript_sid": sid, "item_id": item_id}
 
 
-@app.task(
-    name=BACKFILL_TASK_NAME,
-    bind=True,
-    acks_late=True,
-    max_retries=None,
-    queue=QUEUE_MAINTENANCE,
-    soft_time_limit=BACKFILL_SOFT_TIME_LIMIT,
-    time_limit=BACKFILL_TIME_LIMIT,
-)
+@shared_task(bind=True, **TASKS["run_backfill"].options())
 def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignore[type-arg]
     """Work on a backfill run for a slice of time, then hand the rest to a new message.
 
     A 429 waits what the provider says (capped), other transient errors back off; the checkpoint is
     committed after every list request, so a retry or a redelivery repeats at most one request.
     """
-    ctx = pipeline_context()
+    ctx = pipeline_context(self.app)
     try:
         result = run_backfill(ctx, run_id, budget_seconds=BACKFILL_SLICE_SECONDS)
     except ProviderError as error:
@@ -212,24 +159,26 @@ def run_backfill_task(self: Task, run_id: int) -> dict[str, Any]:  # type: ignor
         return {"run_id": run_id, "state": "failed", "reason": decision.reason}
     if result.more:
         if result.state == "running" and result.busy:
-            if self.request.retries < MAX_BUSY_RETRIES:  # another worker holds the run; its lease may expire
+            if (
+                self.request.retries < TASKS["run_backfill"].busy_retries
+            ):  # another worker holds the run; its lease may expire
                 raise self.retry(
                     countdown=min(ctx.settings.lease_seconds, ctx.settings.max_countdown_seconds)
                 )
             return {"run_id": run_id, "state": result.state, "note": "held by another worker"}
-        run_backfill_task.apply_async((run_id,), queue=QUEUE_MAINTENANCE)
+        run_backfill_task.apply_async((run_id,), queue=TASKS["run_backfill"].queue)
     return {"run_id": run_id, "state": result.state}
 
 
-@app.task(name=RELAY_TASK_NAME, acks_late=True, ignore_result=True, queue=QUEUE_MAINTENANCE)
-def relay_step_messages(messages: list[list[Any]]) -> dict[str, Any]:
+@shared_task(bind=True, **TASKS["relay_step_messages"].options())
+def relay_step_messages(self: Task, messages: list[list[Any]]) -> dict[str, Any]:  # type: ignore[type-arg]
     """Send the step messages a busy intake handed over in one (``[step, item_id, ref, queue]``
     each). If this fails, the items are due in the database and the sweeper sends them."""
-    return {"sent": relay_messages(pipeline_context().dispatcher, messages)}
+    return {"sent": relay_messages(pipeline_context(self.app).dispatcher, messages)}
 
 
-@app.task(name=SWEEP_TASK_NAME, acks_late=True, ignore_result=True)
-def sweep_due_items_task() -> dict[str, Any]:
+@shared_task(bind=True, **TASKS["sweep_due_items"].options())
+def sweep_due_items_task(self: Task) -> dict[str, Any]:  # type: ignore[type-arg]
     """Re-enqueue every item whose step is due and that no live worker holds."""
-    report = sweep_due_items(pipeline_context())
+    report = sweep_due_items(pipeline_context(self.app), also=(resume_orphaned_runs,))
     return {"enqueued": report.enqueued, "by_state": report.by_state}

@@ -7,7 +7,7 @@ after the commit. Every refusal is a 4xx with a JSON body
 ``{"error": code, "message": text}``, and stores nothing.
 
 ``GET /healthz`` answers 200 while the database answers. Prometheus's metrics
-(:mod:`archiver.metrics`) are not served here, on the port providers reach, but on a port of their
+(:mod:`archiver.ops.metrics`) are not served here, on the port providers reach, but on a port of their
 own (:mod:`archiver.intake.server`): the registry is ``app.state.metrics_registry``.
 """
 
@@ -32,13 +32,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.core.logging import log_context
 from archiver.db.session import reconnecting
 from archiver.intake.bandwidth import parse_bandwidth_event, parse_bandwidth_query
 from archiver.intake.group_commit import GroupCommitRecorder
+from archiver.intake.metrics import IntakeMetrics
 from archiver.intake.twilio import event_fields, parse_twilio_event, signature_valid, signed_params
 from archiver.intake.untrusted import EventRejected
-from archiver.logging import log_context
-from archiver.metrics import IntakeMetrics, PipelineCollector
+from archiver.ops.metrics import PipelineCollector
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
 

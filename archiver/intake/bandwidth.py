@@ -1,4 +1,4 @@
-"""Parsing Bandwidth Voice callbacks into :class:`AcceptedEvent` (CONTRACTS.md §1.6).
+"""Parsing Bandwidth Voice callbacks into :class:`AcceptedEvent` (docs/providers.md, "Bandwidth: callbacks").
 
 Callbacks arrive as POST JSON or as GET with the fields as query parameters. Accepted: both keys of
 the nested real-time transcription object (``realTimeTranscription`` and ``transcription``), both
@@ -14,11 +14,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from archiver.core.ids import InvalidId, validate
+from archiver.core.timestamps import parse_timestamp, unrepresentable
 from archiver.db.models import ArtifactKind, Provider
-from archiver.ids import InvalidId, validate
 from archiver.intake.untrusted import EventRejected, check_strings, load_json, load_json_object
-from archiver.pipeline.events import AcceptedEvent, Action, AnnouncedItem
-from archiver.timestamps import parse_timestamp, unrepresentable
+from archiver.pipeline.events import AcceptedEvent
+from archiver.pipeline.items import Action, AnnouncedItem
 
 REALTIME = {"realTimeTranscriptionAvailable", "realTimeTranscriptionRejected"}
 RECORDING = {"recordComplete", "recordingComplete", "recordingAvailable", "transcriptionAvailable"}

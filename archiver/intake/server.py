@@ -26,7 +26,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 
 __all__ = ["CatchAll", "HeaderTimeoutProtocol", "serve"]
 

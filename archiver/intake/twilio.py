@@ -1,4 +1,4 @@
-"""Twilio's transcript-available webhook (CONTRACTS.md §2.5, §2.6).
+"""Twilio's transcript-available webhook (docs/providers.md, "Twilio Conversational Intelligence").
 
 The ``X-Twilio-Signature`` is checked exactly as Twilio computes it: base64(HMAC-SHA1(auth token,
 URL + every parameter name followed by its values, names sorted)). The URL is the one Twilio
@@ -15,10 +15,11 @@ import hmac
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+from archiver.core.ids import InvalidId, validate
 from archiver.db.models import Provider
-from archiver.ids import InvalidId, validate
 from archiver.intake.untrusted import EventRejected, check_strings, load_json_object
-from archiver.pipeline.events import AcceptedEvent, AnnouncedItem
+from archiver.pipeline.events import AcceptedEvent
+from archiver.pipeline.items import AnnouncedItem
 
 TRANSCRIPT_AVAILABLE = "voice_intelligence_transcript_available"
 

@@ -6,5 +6,11 @@
 * ``retry``: the declarative retry policy (what to do with each kind of failure).
 * ``steps``: archive, request deletion, confirm purge.
 * ``sweeper``: re-enqueues items whose step is due or whose lease expired.
-* ``events``: recording accepted webhooks and the items they announce.
+* ``events``: recording accepted webhooks (one, or an intake's batch) with their items.
+* ``items``: what an event asks of its item, and creating or waking the item idempotently.
+* ``handlers/``: one module per artifact kind (archive, delete, confirm purge), listed in
+  ``handlers/__init__.py``.
+* ``accounts``: paused provider accounts (refused credentials): their items wait, none is at fault.
+* ``retention``: recordings near the provider's own deletion.
+* ``twilio_requests``: asking Twilio for a transcript, and tracking it to its archive.
 """

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
-from archiver.config import Settings
+from archiver.core.config import Settings
 from archiver.db.models import AccountState, ArchiveItem, PauseReason, Provider, ProviderAccount
 from archiver.db.upsert import insert_ignore
 from archiver.providers.errors import CredentialsRefused

@@ -10,10 +10,11 @@ from uuid import uuid4
 
 import redis
 
-from archiver.clock import Clock, clock_from_settings
-from archiver.config import Settings, env_name
+from archiver.core.clock import Clock, clock_from_settings
+from archiver.core.config import Settings, env_name
+from archiver.core.counters import SharedCounters
+from archiver.core.rate_budget import RateBudget
 from archiver.db.session import Database
-from archiver.metrics import SharedCounters
 from archiver.pipeline.accounts import PausedAccounts
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
@@ -21,8 +22,7 @@ from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.credentials import SecretSource
 from archiver.providers.http import ProviderHttp
 from archiver.providers.twilio import TwilioClient
-from archiver.rate_budget import RateBudget
-from archiver.storage import ObjectStore, make_s3_client
+from archiver.storage.objects import ObjectStore, make_s3_client
 
 
 @dataclass

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from archiver.ids import InvalidId
-from archiver.media import MediaInvalid
+from archiver.core.ids import InvalidId
 from archiver.providers.errors import CredentialsRefused, ProviderError, RateLimited
-from archiver.storage import IntegrityAlarm, VerificationFailed
+from archiver.storage.media_checks import MediaInvalid
+from archiver.storage.objects import IntegrityAlarm, VerificationFailed
 
 
 class NotReady(Exception):

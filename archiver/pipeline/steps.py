@@ -27,16 +27,17 @@ from enum import StrEnum
 
 from sqlalchemy import delete, select
 
+from archiver.core.logging import log_context
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, TranscriptionState, TranscriptSegment
 from archiver.db.session import UnitOfWork
-from archiver.logging import log_context
 from archiver.pipeline.accounts import pause_account
-from archiver.pipeline.artifacts import ArchiveResult, NothingToArchive, deletion_scope, handler_for
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, STEP_STATE, Step, schedule_now
+from archiver.pipeline.handlers import handler_for
+from archiver.pipeline.handlers.base import ArchiveResult, NothingToArchive, deletion_scope
 from archiver.pipeline.leases import ClaimStatus, claim, release, reload_owned, transition
 from archiver.pipeline.retry import DeadLetter, PauseAccount, PermanentStepError
-from archiver.storage import StoredObject
+from archiver.storage.objects import StoredObject
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import ColumnElement, and_, not_, or_, select
 
-from archiver.backfill import resume_orphaned_runs
 from archiver.db.models import ACTIVE_STATES, ArchiveItem
 from archiver.pipeline.accounts import check_paused_accounts, not_paused
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, queue_for
-from archiver.retention import at_risk
+from archiver.pipeline.retention import at_risk
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,11 @@ def _resend_due(now: datetime, requeue_after: float, busy_queues: set[str]) -> C
     return or_(ArchiveItem.enqueued_at.is_(None), resend)
 
 
-def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
+def sweep_due_items(
+    ctx: PipelineContext, max_batches: int = 50, also: Sequence[Callable[[PipelineContext], object]] = ()
+) -> SweepReport:
+    """Send every due item no live worker holds (in batches, ``SKIP LOCKED``), warn of retention
+    risk, run the ``also`` sweeps (the backfill runs'), then check the paused accounts."""
     report = SweepReport()
     batch_size = ctx.settings.sweep_batch_size
     backlog = ctx.dispatcher.backlog() or {}
@@ -95,7 +99,8 @@ def sweep_due_items(ctx: PipelineContext, max_batches: int = 50) -> SweepReport:
     if report.enqueued:
         log.info("sweep enqueued %d item(s): %s", report.enqueued, report.by_state)
     warn_retention_risk(ctx)
-    resume_orphaned_runs(ctx)
+    for sweep in also:
+        sweep(ctx)
     # Last: a slow provider delays no item. An account resumed here has its items swept next time.
     check_paused_accounts(ctx)
     return report

@@ -16,13 +16,13 @@ from typing import Any
 
 import httpx
 
-from archiver.clock import Clock, SystemClock
-from archiver.ids import validate
+from archiver.core.clock import Clock, SystemClock
+from archiver.core.ids import validate
+from archiver.core.timestamps import iso_millis
 from archiver.providers.credentials import SecretSource
 from archiver.providers.errors import NotFound, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts
 from archiver.providers.oauth import BearerAuth, TokenSource
-from archiver.timestamps import iso_millis
 
 __all__ = ["BandwidthClient", "DeleteOutcome", "FetchedDocument"]
 

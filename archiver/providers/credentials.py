@@ -17,8 +17,8 @@ from collections.abc import Generator
 
 import httpx
 
-from archiver.config import read_secret_file
-from archiver.logging import remember_secret
+from archiver.core.logging import remember_secret
+from archiver.core.secrets import read_secret_file
 from archiver.providers.errors import ProviderRejected
 
 __all__ = ["REFUSED_STATUSES", "RereadableBasicAuth", "SecretSource", "require_base_url"]

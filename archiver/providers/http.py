@@ -16,8 +16,9 @@ from typing import Any, NoReturn
 
 import httpx
 
-from archiver.clock import Clock
-from archiver.metrics import SharedCounters
+from archiver.core.clock import Clock
+from archiver.core.counters import SharedCounters
+from archiver.core.rate_budget import RateBudget
 from archiver.providers.errors import (
     CredentialsRefused,
     NotFound,
@@ -26,7 +27,6 @@ from archiver.providers.errors import (
     RateLimited,
 )
 from archiver.providers.retry_after import parse_retry_after
-from archiver.rate_budget import RateBudget
 
 log = logging.getLogger(__name__)
 

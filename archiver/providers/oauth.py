@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from archiver.clock import Clock, SystemClock
-from archiver.logging import remember_token
+from archiver.core.clock import Clock, SystemClock
+from archiver.core.logging import remember_token
 from archiver.providers.credentials import REFUSED_STATUSES, SecretSource, basic_header, require_base_url
 from archiver.providers.errors import CredentialsRefused, ProviderError, ProviderUnavailable, RateLimited
 from archiver.providers.http import ProviderHttp, timeouts

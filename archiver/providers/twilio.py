@@ -18,8 +18,8 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 
-from archiver.clock import Clock, SystemClock
-from archiver.ids import validate
+from archiver.core.clock import Clock, SystemClock
+from archiver.core.ids import validate
 from archiver.providers.credentials import RereadableBasicAuth, SecretSource
 from archiver.providers.errors import ProviderRejected, ProviderUnavailable
 from archiver.providers.http import DeleteOutcome, FetchedDocument, ProviderHttp, timeouts

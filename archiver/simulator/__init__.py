@@ -1,5 +1,5 @@
 """A provider simulator: a real HTTP server with in-memory state that behaves like the providers
-(CONTRACTS.md), with fault injection, a controllable clock and an audit log of every request.
+(docs/providers.md), with fault injection, a controllable clock and an audit log of every request.
 
 * ``state``: the resources, the clock and the audit log.
 * ``faults``: rules that make the API answer 429 / 5xx or slowly.

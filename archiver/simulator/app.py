@@ -25,13 +25,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.bandwidth_api import BandwidthApi
 from archiver.simulator.credentials import BandwidthOAuth, TwilioCredentials
 from archiver.simulator.exposure import MAX_SENTENCES, bounded_count, webhook_target_allowed
 from archiver.simulator.faults import FaultRule, Faults, TokenBucket
 from archiver.simulator.guard import ApiGuard
+from archiver.simulator.resources import LIST_ORDERS, Deletable, ListOrder, Recording
 from archiver.simulator.scenarios import Scenario, populate
-from archiver.simulator.state import LIST_ORDERS, Deletable, ListOrder, Recording, World
+from archiver.simulator.state import World
 from archiver.simulator.twilio_api import TwilioApi
 from archiver.simulator.webhooks import (
     IntakeTarget,
@@ -44,7 +46,6 @@ from archiver.simulator.webhooks import (
     transcript_available_params,
     transcription_available_event,
 )
-from archiver.timestamps import parse_timestamp
 
 log = logging.getLogger("archiver.simulator")
 

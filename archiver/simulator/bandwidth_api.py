@@ -13,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.credentials import BandwidthOAuth
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.media import CONTENT_TYPES, iter_media
-from archiver.simulator.state import Recording, World
-from archiver.timestamps import parse_timestamp
+from archiver.simulator.resources import Recording
+from archiver.simulator.state import World
 
 PREFIX = "/api/v2"
 ERROR_TYPES = {

@@ -1,4 +1,4 @@
-"""The providers' credentials as they are today (docs/providers.md, "Authentication").
+"""The providers' credentials as they are today (docs/providers.md, "Bandwidth: authentication").
 
 * **Bandwidth**: OAuth 2.0 client credentials only, since Bandwidth decommissioned API users on
   2026-12-02. ``POST /api/v1/oauth2/token`` (Basic ``client_id:client_secret``, form

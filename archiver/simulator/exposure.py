@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from archiver.exposure import is_loopback
+from archiver.core.exposure import is_loopback
 
 __all__ = [
     "MAX_CREATED_PER_REQUEST",

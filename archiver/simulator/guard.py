@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from archiver.simulator.faults import FaultRule, Faults, retry_after_header
-from archiver.simulator.state import AuditEntry, World
+from archiver.simulator.resources import AuditEntry
+from archiver.simulator.state import World
 
 log = logging.getLogger("archiver.simulator")
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.exposure import bounded_count
 from archiver.simulator.state import World
-from archiver.timestamps import parse_timestamp
 
 
 @dataclass

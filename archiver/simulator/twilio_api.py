@@ -23,11 +23,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.credentials import TwilioCredentials
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.media import CONTENT_TYPES, iter_media, media_size
-from archiver.simulator.state import TwilioService, TwilioTranscript, World, iso_seconds
-from archiver.timestamps import parse_timestamp
+from archiver.simulator.resources import TwilioService, TwilioTranscript, iso_seconds
+from archiver.simulator.state import World
 
 ERRORS = {
     400: (20001, "Invalid parameter"),

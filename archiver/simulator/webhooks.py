@@ -1,8 +1,9 @@
 """The providers' callbacks, as they send them.
 
 Bandwidth: POST JSON (or GET with the fields as query parameters) with the configured Basic
-credentials, retried once on a connection error (CONTRACTS.md §1.6). Twilio: the transcript-available
-event, signed with ``X-Twilio-Signature`` as twilio-python computes it (§2.6): form-encoded POST,
+credentials, retried once on a connection error (docs/providers.md, "Bandwidth: callbacks").
+Twilio: the transcript-available event, signed with ``X-Twilio-Signature`` as twilio-python
+computes it (docs/providers.md, webhook signatures): form-encoded POST,
 JSON POST with ``bodySHA256`` in the URL, or GET with the parameters in the URL.
 """
 
@@ -18,7 +19,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from archiver.simulator.state import RealtimeTranscription, Recording, TwilioTranscript, iso, iso_duration
+from archiver.simulator.resources import RealtimeTranscription, Recording, TwilioTranscript, iso, iso_duration
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ def recording_available_event(r: Recording, base_url: str, status: str | None = 
 def transcription_available_event(
     r: Recording, base_url: str, shape: Literal["docs", "spec"] = "docs"
 ) -> dict[str, Any]:
-    """Both shapes of ``transcription`` (CONTRACTS.md §1.6 MISMATCH 1)."""
+    """Both shapes of ``transcription`` (docs/providers.md, "Bandwidth: callbacks")."""
     t = r.transcription
     assert t is not None
     body = _recording_fields("transcriptionAvailable", r, base_url, t.completed_time or r.end_time)

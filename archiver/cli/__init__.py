@@ -1,0 +1,1 @@
+"""The ``archiver`` command: one module per group of subcommands."""

@@ -1,0 +1,122 @@
+"""``archiver status``: items per state, paused accounts, and the dead letters with their reasons."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select
+
+from archiver.core.config import Settings
+from archiver.core.terminal import printable
+from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, PauseReason, ProviderAccount
+from archiver.db.session import Database
+from archiver.pipeline.accounts import PROVIDER_NAMES, paused_accounts
+from archiver.pipeline.retention import at_risk
+
+
+def dead_letters_query(limit: int) -> Select[ArchiveItem]:
+    """Dead-lettered items, the most recent first (``archiver status``, ``archiver items dead``)."""
+    return (
+        select(ArchiveItem)
+        .where(ArchiveItem.state == ItemState.DEAD)
+        .order_by(ArchiveItem.updated_at.desc(), ArchiveItem.id.desc())
+        .limit(limit)
+    )
+
+
+def collect_status(
+    db: Database, dead_letter_limit: int = 100, settings: Settings | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    with db.sessionmaker() as session:
+        risk = at_risk(session, settings, now or datetime.now(UTC)) if settings is not None else None
+        counts = dict(
+            session.execute(select(ArchiveItem.state, func.count()).group_by(ArchiveItem.state))
+            .tuples()
+            .all()
+        )
+        dead = session.scalars(dead_letters_query(dead_letter_limit)).all()
+        rejected = counts.get(ItemState.REJECTED.value, 0)
+        paused = [_paused(session, account) for account in paused_accounts(session)]
+    status: dict[str, Any] = {
+        "items_by_state": {state.value: int(counts.get(state.value, 0)) for state in ItemState},
+        "total": int(sum(counts.values())),
+        "rejected": int(rejected),
+        "paused_accounts": paused,
+        "dead_letters": [
+            {
+                "id": item.id,
+                "ref": item.ref,
+                "call_id": item.call_id,
+                "failed_in_state": item.failed_state,
+                "attempts": item.attempts,
+                "reason": item.last_error,
+                "at": item.updated_at.isoformat(),
+            }
+            for item in dead
+        ],
+    }
+    if risk is not None:
+        status["retention_at_risk"] = risk
+    return status
+
+
+def _paused(session: Any, account: ProviderAccount) -> dict[str, Any]:
+    waiting = session.scalar(  # every active item of a paused account waits for it
+        select(func.count()).where(
+            ArchiveItem.provider == account.provider,
+            ArchiveItem.account_id == account.account_id,
+            ArchiveItem.state.in_([s.value for s in ACTIVE_STATES]),
+        )
+    )
+    return {
+        "provider": account.provider,
+        "account_id": account.account_id,
+        "reason": account.pause_reason,
+        "since": account.paused_since.isoformat() if account.paused_since else None,
+        "message": account.message,
+        "refusals": account.refusals,
+        "next_check": account.check_at.isoformat() if account.check_at else None,
+        "items_waiting": int(waiting or 0),
+    }
+
+
+def pause_headline(entry: dict[str, Any]) -> str:
+    """ "Bandwidth credentials refused since T" (the reason in words, as operators read it)."""
+    provider = PROVIDER_NAMES.get(entry["provider"], entry["provider"])
+    what = (
+        "credentials refused" if entry["reason"] == PauseReason.CREDENTIALS else f"paused ({entry['reason']})"
+    )
+    return f"{provider} {what} since {entry['since']}"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    lines = ["Items by state:"]
+    for state, count in status["items_by_state"].items():
+        lines.append(f"  {state:<20} {count:>8}")
+    lines.append(f"  {'total':<20} {status['total']:>8}")
+    for entry in status.get("paused_accounts", []):
+        lines.append(
+            f"PAUSED: {pause_headline(entry)} (account {printable(entry['account_id'])}): "
+            f"{printable(entry['message'])}\n"
+            f"  {entry['items_waiting']} item(s) waiting; nothing is dead-lettered or deleted meanwhile; "
+            f"credentials checked again at {entry['next_check']}"
+        )
+    dead = status["dead_letters"]
+    lines.append(f"Dead letters: {len(dead)}" + (" (most recent first)" if dead else ""))
+    for entry in dead:
+        lines.append(
+            f"  #{entry['id']} {printable(entry['ref'])} (in {entry['failed_in_state']}): "
+            f"{printable(entry['reason'])}"
+        )
+    risk = status.get("retention_at_risk")
+    if risk is not None:
+        lines.append(
+            f"Recordings at retention risk (not archived, near Bandwidth's deletion): {risk['count']}"
+        )
+        for entry in risk["items"]:
+            lines.append(
+                f"  #{entry['id']} {printable(entry['ref'])} ({entry['state']}): provider deletes it at "
+                f"{entry['provider_deletes_at']} ({entry['hours_left']} h left)"
+            )
+    return "\n".join(lines)

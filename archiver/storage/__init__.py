@@ -1,0 +1,1 @@
+"""The archive in S3: objects written once and verified, media uploads, media structure checks."""
