@@ -53,10 +53,10 @@ TEST_PIPELINE_ENV = {
     "ARCHIVER_LOG_LEVEL": "INFO",
     "ARCHIVER_REQUEST_TRANSCRIPTIONS": "true",
     "ARCHIVER_TWILIO_POLL_SECONDS": "1",
-    "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/test_observability.py reads it
+    "ARCHIVER_LOG_FORMAT": "json",  # what log collectors get; tests/e2e/test_observability.py reads it
     "ARCHIVER_METRICS_CACHE_SECONDS": "0",
     "ARCHIVER_WORKER_SOFT_SHUTDOWN_SECONDS": "3",  # a quick soft shutdown at the end of the session
-    # Slow or silent clients are cut off within a test (tests/test_intake_hardening.py).
+    # Slow or silent clients are cut off within a test (tests/e2e/test_intake_hardening.py).
     "ARCHIVER_INTAKE_HEADER_TIMEOUT_SECONDS": "2",
     "ARCHIVER_INTAKE_KEEP_ALIVE_SECONDS": "2",
     # A paused account's credentials checked again after 1 s, then 2 s, then every 3 s.
@@ -363,7 +363,7 @@ class SimulatorUnderTest:
 @pytest.fixture(scope="session")
 def standalone_simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimulatorUnderTest]:
     from archiver.local.supervisor import ManagedProcess, bin_path, free_port, http_ok, wait_until
-    from tests.receiver import start_receiver
+    from tests.support.receiver import start_receiver
 
     receiver = start_receiver()
     port, closed = free_port(), free_port()  # nothing listens on ``closed``: a target that is down

@@ -9,7 +9,7 @@ channel's close raised first), or the late acknowledgement of a task that finish
 uses its channel afterwards; kombu 5.7 then builds a Redis client from the detached transport and
 raises ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (or ``… 'client'``), which
 Celery treats as an unrecoverable error: the worker stops. Found by the fault suite, which restarts
-Redis under load; reproduced by ``tests/test_broker_transport.py``.
+Redis under load; reproduced by ``tests/integration/test_broker_transport.py``.
 
 Here a detached channel raises a Redis ``ConnectionError`` instead, which kombu and Celery handle as
 the connection error it is: the worker reconnects. Nothing is lost: the messages that could not be

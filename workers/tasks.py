@@ -61,9 +61,9 @@ class StepTask(Task):  # type: ignore[type-arg]
     busy_retries: int
 
     def run_item_step(self, item_id: int, ref: str) -> dict[str, Any]:
-        """The step, and the next one if it is due at once (archive → request deletion: one task
-        where there were two). That next step's short wait is a message of its own task."""
-        with log_context(task_id=self.request.id, task_name=self.name):
+        """The runner's outcome, mapped to Celery: a short wait is ``self.retry``; the rest is the
+        task's result (with the step it went straight on to, if any)."""
+        with log_context(task_id=self.request.id, task_name=self.name, ref=ref):
             result = run_step(pipeline_context(self.app), self.step, item_id, go_on=True)
         if result.outcome is Outcome.RETRY or (
             result.outcome is Outcome.BUSY and self.request.retries < self.busy_retries
@@ -73,13 +73,6 @@ class StepTask(Task):  # type: ignore[type-arg]
         if result.then is not None:
             next_step, next_result = result.then
             shown[next_step.value] = {"outcome": next_result.outcome.value, "detail": next_result.detail}
-            if next_result.outcome is Outcome.RETRY:
-                try:
-                    pipeline_context(self.app).dispatcher.enqueue(
-                        next_step, item_id, ref, countdown=next_result.countdown
-                    )
-                except Exception:  # the item is due in the database: the sweeper sends it
-                    log.exception("%s: could not send the %s retry", ref, next_step.value)
         return shown
 
 

@@ -60,7 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from archiver.simulator.app import SimulatorConfig, create_simulator_app
+    from archiver.simulator.app import create_simulator_app
+    from archiver.simulator.config import SimulatorConfig
     from archiver.simulator.exposure import refuse_exposed_defaults
     from archiver.simulator.faults import FaultRule, Faults, TokenBucket
     from archiver.simulator.webhooks import IntakeTarget

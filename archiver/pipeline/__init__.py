@@ -4,7 +4,9 @@
 * ``dispatch``: the steps, and how an item's state names its next one.
 * ``leases``: claiming an item for one step, so duplicates and redeliveries do nothing harmful.
 * ``retry``: the declarative retry policy (what to do with each kind of failure).
-* ``steps``: archive, request deletion, confirm purge.
+* ``steps``: the flat runner (claim, then work and commit in a loop) and each step's work:
+  archive, archive a later transcription, request deletion, confirm purge.
+* ``transitions``: what a step's work found, as values, and what committing each does.
 * ``sweeper``: re-enqueues items whose step is due or whose lease expired.
 * ``events``: recording accepted webhooks (one, or an intake's batch) with their items.
 * ``items``: what an event asks of its item, and creating or waking the item idempotently.

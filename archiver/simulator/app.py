@@ -15,11 +15,9 @@ import hmac
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any
 
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,74 +25,18 @@ from starlette.routing import Route
 
 from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.bandwidth_api import BandwidthApi
+from archiver.simulator.config import SimulatorConfig
 from archiver.simulator.credentials import BandwidthOAuth, TwilioCredentials
-from archiver.simulator.exposure import MAX_SENTENCES, bounded_count, webhook_target_allowed
+from archiver.simulator.deliveries import Deliveries
+from archiver.simulator.exposure import MAX_SENTENCES, bounded_count
 from archiver.simulator.faults import FaultRule, Faults, TokenBucket
 from archiver.simulator.guard import ApiGuard
-from archiver.simulator.resources import LIST_ORDERS, Deletable, ListOrder, Recording
+from archiver.simulator.resources import LIST_ORDERS, Deletable, Recording
 from archiver.simulator.scenarios import Scenario, populate
 from archiver.simulator.state import World
 from archiver.simulator.twilio_api import TwilioApi
-from archiver.simulator.webhooks import (
-    IntakeTarget,
-    deliver_bandwidth,
-    deliver_twilio,
-    realtime_available_event,
-    realtime_rejected_event,
-    record_complete_event,
-    recording_available_event,
-    transcript_available_params,
-    transcription_available_event,
-)
 
 log = logging.getLogger("archiver.simulator")
-
-
-@dataclass
-class SimulatorConfig:
-    #: Bandwidth API credentials (OAuth 2.0 client credentials) and its tokens' lifetime.
-    client_id: str = "sim-client"
-    client_secret: str = "sim-client-secret"  # noqa: S105 - the simulator's own default
-    token_lifetime: float = 3600.0
-    #: The decommissioned API user (HTTP Basic), accepted only when set: ``--legacy-basic-auth``.
-    legacy_username: str | None = None
-    legacy_password: str | None = None
-    admin_token: str = "sim-admin-token"  # noqa: S105
-    account_id: str = "9900000"
-    #: The order of the capped account recordings list: Bandwidth documents none.
-    list_order: ListOrder = "oldest-first"
-    twilio_account_sid: str = "AC" + "0" * 32
-    twilio_auth_token: str = "sim-twilio-token"  # noqa: S105
-    twilio_secondary_auth_token: str | None = None
-    #: Twilio API keys: SID (SK…) → secret.
-    twilio_api_keys: dict[str, str] = field(default_factory=dict)
-    #: Where the simulator is reached; Bandwidth URLs are ``{root}/api/v2/…``, Twilio's ``{root}/v2/…``.
-    public_root: str = "http://127.0.0.1:9000"
-    seed: int = 1
-    intake: IntakeTarget | None = None
-    twilio_intake_url: str | None = None
-    twilio_webhook_format: Literal["form", "json"] = "form"
-    duplicate_webhooks: bool = False
-    #: Drop the callbacks the simulator sends on its own (requested transcriptions, completed
-    #: transcripts), as a provider that never calls back.
-    drop_callbacks: bool = False
-    tick_seconds: float = 0.25
-    #: Further origins ``/admin/webhooks`` may deliver to (``--webhook-target``), besides the intakes.
-    webhook_targets: tuple[str, ...] = ()
-
-    def webhook_target(self, url: str) -> str:
-        """``url``, if it has the origin of a configured target; else :class:`ValueError` (a 400)."""
-        targets = (self.intake.url if self.intake else None, self.twilio_intake_url, *self.webhook_targets)
-        if not webhook_target_allowed(url, targets):
-            raise ValueError(
-                "intake_url is not a configured webhook target (--intake-url, --twilio-intake-url, "
-                "--webhook-target)"
-            )
-        return url
-
-    @property
-    def bandwidth_base_url(self) -> str:
-        return f"{self.public_root}/api/v2"
 
 
 AdminHandler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
@@ -132,103 +74,14 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     twilio = TwilioApi(world, guard, twilio_credentials, config.public_root, config.public_root)
     media_guard = ApiGuard(world, fault_state, "twilio-media", lambda _r: "media", twilio._error)
 
-    # --- simulated time: what becomes due --------------------------------------------------------
+    # --- simulated time: what becomes due, and webhooks sent on request -----------------------------
 
-    #: Held while a tick claims and delivers what became due, and by ``/admin/reset``: a reset
-    #: waits for the callbacks already on their way, so none of them arrives after it.
-    delivering = asyncio.Lock()
+    deliveries = Deliveries(world, config, twilio_credentials)
+    tick = deliveries.tick
+    delivering = deliveries.lock
 
-    async def tick() -> dict[str, int]:
-        async with delivering:
-            return await _deliver_due()
-
-    async def _deliver_due() -> dict[str, int]:
-        now = world.clock.now()
-        delivered = {"transcription_available": 0, "twilio_transcript_available": 0}
-        due_recordings = [
-            r
-            for r in world.recordings.values()
-            if r.transcription is not None
-            and not r.transcription.notified
-            and r.transcription.available_at is not None
-            and r.transcription.available_at <= now
-        ]
-        due_transcripts = [
-            t for t in world.transcripts.values() if not t.notified and t.finished_at <= now and t.live
-        ]
-        if not due_recordings and not due_transcripts:
-            return delivered
-        # Claimed before the first await: each callback goes out once, whichever tick (the
-        # background loop's or /admin/tick) finds it.
-        for recording in due_recordings:
-            assert recording.transcription is not None
-            recording.transcription.notified = True
-        for transcript in due_transcripts:
-            transcript.notified = True
-        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
-            for recording in due_recordings:
-                t = recording.transcription
-                assert t is not None and t.available_at is not None
-                t.status, t.completed_time = "available", t.available_at
-                callback = t.callback or {}
-                target = _bandwidth_target(
-                    callback.get("url"),
-                    callback.get("username"),
-                    callback.get("password"),
-                    callback.get("method", "POST"),
-                )
-                if config.drop_callbacks:
-                    log.info("dropped transcriptionAvailable for %s (drop_callbacks)", recording.recording_id)
-                elif target is not None and recording.live:
-                    body = transcription_available_event(recording, config.bandwidth_base_url)
-                    if callback.get("tag"):
-                        body["tag"] = callback["tag"]
-                    await _send_bandwidth(client, target, body)
-                    delivered["transcription_available"] += 1
-            for transcript in due_transcripts:
-                if transcript.fails:
-                    continue
-                service = world.services.get(transcript.service_sid)
-                url = (service.webhook_url if service else None) or config.twilio_intake_url
-                if url and not config.drop_callbacks:
-                    method = (service.webhook_http_method if service else None) or "POST"
-                    params = transcript_available_params(transcript)
-                    await _send_twilio(client, url, method, config.twilio_webhook_format, params)
-                    delivered["twilio_transcript_available"] += 1
-        return delivered
-
-    def _bandwidth_target(
-        url: str | None, username: str | None, password: str | None, method: str = "POST"
-    ) -> IntakeTarget | None:
-        if url:
-            return IntakeTarget(config.webhook_target(url), username, password, method)
-        if config.intake is not None:
-            return IntakeTarget(config.intake.url, config.intake.username, config.intake.password, method)
-        return None
-
-    async def _send_bandwidth(
-        client: httpx.AsyncClient, target: IntakeTarget, body: dict[str, Any], times: int | None = None
-    ) -> list[dict[str, Any]]:
-        results = []
-        for _ in range(times or (2 if config.duplicate_webhooks else 1)):
-            outcome = await deliver_bandwidth(client, target, body)
-            log.info("webhook %s -> %s: %s", body["eventType"], target.url, outcome)
-            results.append(outcome)
-        return results
-
-    async def _send_twilio(
-        client: httpx.AsyncClient,
-        url: str,
-        method: str,
-        fmt: Any,
-        params: dict[str, str],
-        signing_token: str | None = None,
-    ) -> dict[str, Any]:
-        """Signed as Twilio signs: with the primary auth token (unless told otherwise)."""
-        token = signing_token or twilio_credentials.auth_token
-        outcome = await deliver_twilio(client, url, method, fmt, token, params)
-        log.info("webhook twilio transcript_available -> %s: %s", url, outcome)
-        return outcome
+    async def send_webhooks(_request: Request, body: dict[str, Any]) -> Response:
+        return JSONResponse({"deliveries": await deliveries.on_request(body)})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -394,98 +247,6 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             }
         )
 
-    async def send_webhooks(_request: Request, body: dict[str, Any]) -> Response:
-        event = body.get("event", "available")
-        if body.get("intake_url"):
-            config.webhook_target(body["intake_url"])  # nowhere but a configured target, checked first
-        wanted = set(body.get("ids") or [])
-        times = 2 if body.get("duplicate") else 1
-        results: list[dict[str, Any]] = []
-        async with httpx.AsyncClient(timeout=httpx.Timeout(15.0)) as client:
-            if event == "twilio":
-                for t in list(world.transcripts.values()):
-                    if wanted and t.sid not in wanted:
-                        continue
-                    service = world.services.get(t.service_sid)
-                    url = (
-                        (config.webhook_target(body["intake_url"]) if body.get("intake_url") else None)
-                        or (service.webhook_url if service else None)
-                        or config.twilio_intake_url
-                    )
-                    if not url:
-                        raise ValueError("no intake_url given and no webhook URL configured")
-                    method = (
-                        body.get("method") or (service.webhook_http_method if service else None) or "POST"
-                    )
-                    fmt = body.get("format", config.twilio_webhook_format)
-                    signing = body.get("signing_token") or (
-                        twilio_credentials.secondary_auth_token
-                        if body.get("sign_with") == "secondary"
-                        else None
-                    )
-                    for _ in range(times):
-                        params = transcript_available_params(t)
-                        outcome = await _send_twilio(client, url, method, fmt, params, signing)
-                        results.append({"id": t.sid, **outcome})
-                return JSONResponse({"deliveries": results})
-            target = _bandwidth_target(
-                body.get("intake_url"), body.get("username"), body.get("password"), body.get("method", "POST")
-            )
-            if target is None:
-                raise ValueError("no intake_url given and none configured")
-            for payload, ident in _bandwidth_events(event, body, wanted):
-                for outcome in await _send_bandwidth(client, target, payload, times):
-                    results.append({"id": ident, **outcome})
-        return JSONResponse({"deliveries": results})
-
-    def _bandwidth_events(
-        event: str, body: dict[str, Any], wanted: set[str]
-    ) -> list[tuple[dict[str, Any], str]]:
-        base = config.bandwidth_base_url
-        if event in ("available", "rejected"):
-            out = []
-            for t in list(world.realtime.values()):
-                if wanted and t.transcription_id not in wanted:
-                    continue
-                if event == "rejected":
-                    rejected_id = world.new_id("s")
-                    out.append(
-                        (
-                            realtime_rejected_event(t, base, rejected_id, body.get("cause", "duplicate")),
-                            rejected_id,
-                        )
-                    )
-                else:
-                    out.append(
-                        (
-                            realtime_available_event(t, base, body.get("key", "realTimeTranscription")),
-                            t.transcription_id,
-                        )
-                    )
-            return out
-        builders: dict[str, Callable[[Recording], dict[str, Any] | None]] = {
-            "recordComplete": lambda r: record_complete_event(r, base, "recordComplete"),
-            "recordingComplete": lambda r: record_complete_event(r, base, "recordingComplete"),
-            "recordingAvailable": lambda r: recording_available_event(r, base, body.get("status")),
-            "transcriptionAvailable": lambda r: (
-                transcription_available_event(r, base, body.get("shape", "docs"))
-                if r.transcription is not None
-                else None
-            ),
-        }
-        if event not in builders:
-            raise ValueError(f"unknown event {event!r}")
-        out = []
-        for r in list(world.recordings.values()):
-            if wanted and r.recording_id not in wanted:
-                continue
-            payload = builders[event](r)
-            if payload is not None:
-                if body.get("media_url"):
-                    payload["mediaUrl"] = body["media_url"]
-                out.append((payload, r.recording_id))
-        return out
-
     async def bandwidth_oauth(request: Request, body: dict[str, Any]) -> Response:
         """GET: the credential's state (no secret, no token); PUT: ``token_lifetime``,
         ``client_secret``/``client_secrets`` (a rotation), ``accounts`` (the scope)."""
@@ -602,7 +363,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             Route("/admin/clock/advance", admin(advance_clock), methods=["POST"]),
             Route("/admin/tick", admin(run_tick), methods=["POST"]),
             Route("/admin/audit", admin(get_audit), methods=["GET"]),
-            *twilio.media_routes(audited_media),
+            *twilio.downloads.routes(audited_media),
             *twilio.routes(),
             *bandwidth.routes(),
         ],

@@ -9,74 +9,29 @@ token (the page before this one), ``first_page_url`` none."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.credentials import TwilioCredentials
 from archiver.simulator.guard import ApiGuard
-from archiver.simulator.media import CONTENT_TYPES, iter_media, media_size
 from archiver.simulator.resources import TwilioService, TwilioTranscript, iso_seconds
 from archiver.simulator.state import World
-
-ERRORS = {
-    400: (20001, "Invalid parameter"),
-    401: (20003, "Authenticate"),
-    404: (20404, "The requested resource was not found"),
-    405: (20004, "Method not allowed"),
-    429: (20429, "Too Many Requests"),
-    500: (20500, "Internal Server Error"),
-    503: (20503, "Service Unavailable"),
-}
-OPERATOR_TYPES = [
-    "conversation-classify",
-    "utterance-classify",
-    "extract",
-    "extract-normalize",
-    "text-generation",
-]
-
-
-def twilio_error(status: int, message: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    code, default = ERRORS.get(status, (20000 + status, "Error"))
-    body = {
-        "code": code,
-        "message": message or default,
-        "more_info": f"https://www.twilio.com/docs/errors/{code}",
-        "status": status,
-    }
-    return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _page_token(key: Sequence[Any], direction: str = "PA") -> str:
-    """``PA…``: the page after ``key``; ``PB…``: the page before it."""
-    return direction + base64.urlsafe_b64encode(json.dumps(list(key)).encode()).decode().rstrip("=")
-
-
-def _read_token(token: str) -> tuple[str, list[Any]] | None:
-    if token[:2] not in ("PA", "PB"):
-        return None
-    raw = token[2:]
-    try:
-        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    return (token[:2], value) if isinstance(value, list) else None
-
-
-class BadParameter(Exception):
-    pass
+from archiver.simulator.twilio_common import (
+    OPERATOR_TYPES,
+    BadParameter,
+    twilio_error,
+)
+from archiver.simulator.twilio_media import TwilioDownloads
+from archiver.simulator.twilio_paging import page_size, paged
 
 
 class TwilioApi:
@@ -93,8 +48,7 @@ class TwilioApi:
         self.account_sid = credentials.account_sid
         self.base_url = base_url.rstrip("/")
         self.media_base_url = media_base_url.rstrip("/")
-        # Pre-signed media URLs stay valid while the auth token is rotated: keyed once.
-        self._media_key = hashlib.sha256(f"media:{credentials.auth_token}".encode()).digest()
+        self.downloads = TwilioDownloads(world, credentials, media_base_url)
         self.guard = guard_factory("twilio", credentials.authenticate, self._error)
 
     @staticmethod
@@ -107,45 +61,6 @@ class TwilioApi:
     async def _form(request: Request) -> dict[str, str]:
         body = (await request.body()).decode("utf-8", "replace")
         return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
-
-    @staticmethod
-    def _page_size(request: Request, maximum: int) -> int:
-        raw = request.query_params.get("PageSize", "50")
-        if not raw.isdigit() or not (1 <= int(raw) <= maximum):
-            raise BadParameter(f"PageSize must be between 1 and {maximum}")
-        return int(raw)
-
-    def _meta(
-        self,
-        request: Request,
-        key: str,
-        size: int,
-        page: int,
-        next_key: Sequence[Any] | None,
-        previous_key: Sequence[Any] | None,
-    ) -> dict[str, Any]:
-        """``next_key``: the last item's key if more follow; ``previous_key``: the first item's if
-        some come before."""
-        path = request.url.path
-        params = {k: v for k, v in request.query_params.items() if k not in ("PageToken", "Page", "PageSize")}
-
-        def page_url(number: int, token: str | None) -> str:
-            query = {**params, "PageSize": size, "Page": number}
-            return f"{self.base_url}{path}?" + urlencode({**query, "PageToken": token} if token else query)
-
-        return {
-            "first_page_url": page_url(0, None),
-            "key": key,
-            "next_page_url": page_url(page + 1, _page_token(next_key)) if next_key is not None else None,
-            "page": page,
-            "page_size": size,
-            "previous_page_url": (
-                page_url(max(page - 1, 0), _page_token(previous_key, "PB"))
-                if previous_key is not None
-                else None
-            ),
-            "url": page_url(page, request.query_params.get("PageToken")),
-        }
 
     def _transcript(self, sid: str) -> TwilioTranscript | None:
         transcript = self.world.transcripts.get(sid)
@@ -225,10 +140,10 @@ class TwilioApi:
         }
 
     def media_token(self, sid: str) -> str:
-        return hmac.new(self._media_key, sid.encode(), hashlib.sha256).hexdigest()[:32]
+        return self.downloads.token(sid)
 
     def media_url(self, t: TwilioTranscript) -> str:
-        return f"{self.media_base_url}/media/twilio/{t.sid}.wav?Token={self.media_token(t.sid)}"
+        return self.downloads.url(t)
 
     # --- Services ---------------------------------------------------------------------------------
 
@@ -251,9 +166,9 @@ class TwilioApi:
                 language_code=form.get("LanguageCode"),
             )
             return JSONResponse(self.service_json(service), status_code=201)
-        size = self._page_size(request, 1000)
+        size = page_size(request, 1000)
         items = sorted((s for s in self.world.services.values() if s.live), key=lambda s: s.sid)
-        return self._paged(request, "services", items, size, lambda s: [s.sid], self.service_json)
+        return paged(request, self.base_url, "services", items, size, lambda s: [s.sid], self.service_json)
 
     async def service(self, request: Request) -> Response:
         service = self.world.services.get(request.path_params["sid"])
@@ -285,7 +200,7 @@ class TwilioApi:
     async def transcripts(self, request: Request) -> Response:
         if request.method == "POST":
             return await self._create_transcript(request)
-        size = self._page_size(request, 1000)
+        size = page_size(request, 1000)
         q = request.query_params
         now = self.world.clock.now()
         bounds = {}
@@ -320,8 +235,9 @@ class TwilioApi:
         items = sorted(
             filter(wanted, self.world.transcripts.values()), key=lambda t: (-t.created_at.timestamp(), t.sid)
         )
-        return self._paged(
+        return paged(
             request,
+            self.base_url,
             "transcripts",
             items,
             size,
@@ -370,10 +286,11 @@ class TwilioApi:
         transcript = self._completed(request)
         if isinstance(transcript, Response):
             return transcript
-        size = self._page_size(request, 5000)
+        size = page_size(request, 5000)
         redacted = self._redacted(request, transcript)
-        return self._paged(
+        return paged(
             request,
+            self.base_url,
             "sentences",
             range(transcript.sentence_count),
             size,
@@ -400,10 +317,11 @@ class TwilioApi:
         transcript = self._completed(request)
         if isinstance(transcript, Response):
             return transcript
-        size = self._page_size(request, 1000)
+        size = page_size(request, 1000)
         items = list(range(transcript.operator_result_count))
-        return self._paged(
+        return paged(
             request,
+            self.base_url,
             "operator_results",
             items,
             size,
@@ -421,61 +339,8 @@ class TwilioApi:
                 return JSONResponse(result)
         return twilio_error(404, f"The requested resource {request.url.path} was not found")
 
-    def _paged(
-        self,
-        request: Request,
-        key: str,
-        items: Sequence[Any],
-        size: int,
-        sort_key: Callable[[Any], list[Any]],
-        render: Callable[[Any], dict[str, Any]],
-        *,
-        ordered_ints: bool = False,
-    ) -> Response:
-        """One page of ``items`` (sorted by ``sort_key``). ``ordered_ints``: the items are
-        ``range(n)``, keyed ``[i]``: a token is found without a scan."""
-        token = request.query_params.get("PageToken")
-        start = 0
-        if token:
-            read = _read_token(token)
-            if read is None:
-                raise BadParameter("PageToken is invalid")
-            direction, mark = read
-
-            def first_at_or_after(strictly: bool) -> int:
-                if ordered_ints:
-                    if not (mark and isinstance(mark[0], int)):
-                        raise BadParameter("PageToken is invalid")
-                    return max(0, min(len(items), mark[0] + int(strictly)))
-                return next(
-                    (
-                        i
-                        for i, item in enumerate(items)
-                        if (sort_key(item) > mark if strictly else sort_key(item) >= mark)
-                    ),
-                    len(items),
-                )
-
-            if direction == "PA":
-                start = first_at_or_after(strictly=True)
-            else:  # the page that ends just before the mark
-                start = max(0, first_at_or_after(strictly=False) - size)
-        chunk = items[start : start + size]
-        more = start + size < len(items)
-        page = int(request.query_params.get("Page", "0") or 0)
-        meta = self._meta(
-            request,
-            key,
-            size,
-            page,
-            sort_key(chunk[-1]) if more and chunk else None,
-            sort_key(chunk[0]) if start > 0 and chunk else None,
-        )
-        return JSONResponse({key: [render(item) for item in chunk], "meta": meta})
-
     def _encrypted_url(self, transcript: TwilioTranscript, name: str) -> str:
-        token = self.media_token(f"{transcript.sid}/{name}")
-        return f"{self.media_base_url}/media/twilio/{transcript.sid}/encrypted/{name}?Token={token}"
+        return self.downloads.encrypted_url(transcript, name)
 
     async def encrypted_sentences(self, request: Request) -> Response:
         transcript = self._completed(request)
@@ -504,38 +369,8 @@ class TwilioApi:
             }
         )
 
-    async def encrypted_download(self, request: Request) -> Response:
-        """An opaque blob standing for the public-key-encrypted content (pre-signed, as media)."""
-        sid, name = request.path_params["sid"], request.path_params["name"]
-        transcript = self.world.transcripts.get(sid)
-        token = request.query_params.get("Token", "")
-        if (
-            transcript is None
-            or not transcript.live
-            or not hmac.compare_digest(_raw(token), self.media_token(f"{sid}/{name}").encode())
-        ):
-            return twilio_error(404, "Encrypted content not found")
-        blob = b"".join(hashlib.sha256(f"{sid}:{name}:{i}".encode()).digest() for i in range(32))
-        return Response(blob, media_type="application/octet-stream")
-
     async def not_found(self, request: Request) -> Response:
         return twilio_error(404, f"The requested resource {request.url.path} was not found")
-
-    # --- media download (a separate, pre-signed URL, as Twilio's media_url) ----------------------
-
-    async def media_download(self, request: Request) -> Response:
-        sid = request.path_params["sid"]
-        transcript = self.world.transcripts.get(sid)
-        token = request.query_params.get("Token", "")
-        valid = hmac.compare_digest(_raw(token), self.media_token(sid).encode())
-        if transcript is None or not transcript.live or not valid:
-            return twilio_error(404, "Media not found")
-        size = media_size(transcript.media_duration, 1, "wav", transcript.media_seed)
-        return StreamingResponse(
-            iter_media(transcript.media_duration, 1, "wav", transcript.media_seed),
-            media_type=CONTENT_TYPES["wav"],
-            headers={"Content-Length": str(size)},
-        )
 
     def routes(self) -> list[Route]:
         def g(handler: Callable[[Request], Any]) -> Any:
@@ -562,14 +397,3 @@ class TwilioApi:
             Route(tr + "/OperatorResults/{operator_sid}", g(self.operator_result_one), methods=["GET"]),
             Route("/v2/{rest:path}", g(self.not_found), methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
         ]
-
-    def media_routes(self, audited: Callable[[Any], Any]) -> list[Route]:
-        return [
-            Route("/media/twilio/{sid}.wav", audited(self.media_download), methods=["GET"]),
-            Route("/media/twilio/{sid}/encrypted/{name}", audited(self.encrypted_download), methods=["GET"]),
-        ]
-
-
-def _raw(text: str) -> bytes:
-    """A query value as bytes: compared as such, whatever characters it holds."""
-    return text.encode("utf-8", "surrogateescape")

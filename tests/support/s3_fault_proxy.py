@@ -9,7 +9,7 @@ For a seeded share of requests it does one of three things S3 and networks reall
 
 Everything else is passed through, bodies streamed both ways. ``GET /__faults__`` reports the counts;
 ``PUT /__faults__`` with ``{"rate": 0.1}`` changes the share. Run it as
-``python -m tests.s3_fault_proxy --port P --upstream http://127.0.0.1:S3 --rate 0.1``.
+``python -m tests.support.s3_fault_proxy --port P --upstream http://127.0.0.1:S3 --rate 0.1``.
 """
 
 from __future__ import annotations

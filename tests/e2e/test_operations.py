@@ -13,7 +13,7 @@ import pytest
 
 from archiver.db.models import ItemState
 from archiver.local.supervisor import bin_path
-from tests.helpers import objects, wait_state
+from tests.support.helpers import objects, wait_state
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from archiver.core.config import Settings
 from archiver.core.exposure import is_placeholder
 from archiver.core.secrets import FILE_SECRETS
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PREFIX = "ARCHIVER_"
 KNOWN = {f"{PREFIX}{name.upper()}" for name in Settings.model_fields}
 #: What a production deployment must set (the code has no usable default for them).

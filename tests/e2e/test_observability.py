@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from archiver.core.logging import JsonFormatter, SecretRedactingFilter, log_context
 from archiver.db.models import ItemState
 from tests.conftest import SECRETS, wait_for
-from tests.helpers import wait_state
+from tests.support.helpers import wait_state
 
 
 def json_lines(path):
@@ -134,7 +134,7 @@ def test_a_presigned_url_query_never_reaches_the_broker_headers_flower_reads():
 
     from archiver.core.config import Settings
     from archiver.pipeline.dispatch import QUEUE_LIVE, REQUEST_TWILIO_TRANSCRIPT_TASK_NAME
-    from tests.helpers import SPARE_BROKER
+    from tests.support.helpers import SPARE_BROKER
     from workers.celery_app import create_celery_app
 
     broker = redis.Redis.from_url(SPARE_BROKER)

@@ -41,7 +41,7 @@ from archiver.pipeline.dispatch import (
 )
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
 from tests.conftest import PG_ADMIN_DSN, SECRETS, new_postgres_database, wait_for
-from tests.helpers import count, wait_state
+from tests.support.helpers import count, wait_state
 from workers.celery_app import create_celery_app
 from workers.dispatch import CeleryDispatcher
 

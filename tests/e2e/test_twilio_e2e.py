@@ -20,7 +20,7 @@ from sqlalchemy import select
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.local.supervisor import bin_path
 from tests.conftest import SECRETS, wait_for
-from tests.helpers import count, objects, segments, wait_state
+from tests.support.helpers import count, objects, segments, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -224,7 +224,7 @@ def test_a_presigned_media_url_is_stored_without_its_query(e2e, db):
     from celery import Celery
 
     from archiver.pipeline.dispatch import QUEUE_LIVE, REQUEST_TWILIO_TRANSCRIPT_TASK_NAME
-    from tests.helpers import events
+    from tests.support.helpers import events
 
     stack, simulator, _clock = e2e
     service = create_transcripts(simulator)["service_sid"]

@@ -39,7 +39,7 @@ def _specs_dir() -> Path:
     for parent in [*here.parents, *(origin.parents if origin else [])]:
         if (parent / "shared" / "specs").is_dir():
             return parent / "shared" / "specs"
-    return here.parents[2] / "shared" / "specs"
+    return here.parents[3] / "shared" / "specs"
 
 
 SPECS_DIR = _specs_dir()

@@ -14,7 +14,7 @@ import pytest
 
 from archiver.db.models import ItemState
 from tests.conftest import wait_for
-from tests.helpers import history, item_by_provider_id, media_bytes, objects, segments, wait_state
+from tests.support.helpers import history, item_by_provider_id, media_bytes, objects, segments, wait_state
 
 pytestmark = pytest.mark.e2e
 
@@ -307,7 +307,7 @@ def test_transcription_available_with_a_failure_status_is_recorded(e2e, db):
     # says the transcription is processing, so the item keeps waiting rather than deleting.
     import httpx
 
-    from tests.test_intake import AUTH
+    from tests.e2e.test_intake import AUTH
 
     event = {
         "eventType": "transcriptionAvailable",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.openapi_check import validate
+from tests.support.openapi_check import validate
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Bandwidth's OAuth 2.0 client credentials: the HTTP layer against ``httpx.MockTransport``, with a
-clock the test moves (the end-to-end behaviour is in tests/test_credentials_e2e.py)."""
+clock the test moves (the end-to-end behaviour is in tests/e2e/test_credentials_e2e.py)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 
 from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
 from tests.conftest import SECRETS
-from tests.helpers import count
+from tests.support.helpers import count
 
 AUTH = ("intake-user", SECRETS["intake_password"])
 

@@ -44,8 +44,8 @@ from archiver.db.session import Database
 from archiver.local.devstack import LocalStack
 from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
 from tests.conftest import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
-from tests.helpers import parse_time
-from tests.private_services import PrivatePostgres, PrivateRedis
+from tests.support.helpers import parse_time
+from tests.support.private_services import PrivatePostgres, PrivateRedis
 
 pytestmark = pytest.mark.faults
 
@@ -58,7 +58,7 @@ SIMULATOR_FAULTS = (
     {"status": 503, "share": 0.0625},  # 5 % of all requests: 0.0625 of the 80 % not already 429
     {"status": 0, "share": 0.04, "reset_after_bytes": 16},  # ~3 %: the connection drops mid-body
 )
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -114,7 +114,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
         stack.start_s3()  # the bucket is made directly; the proxy starts with no faults
         proxy = ManagedProcess(
             "s3-proxy",
-            [sys.executable, "-m", "tests.s3_fault_proxy", "--port", str(proxy_port),
+            [sys.executable, "-m", "tests.support.s3_fault_proxy", "--port", str(proxy_port),
              "--upstream", stack.s3_url, "--rate", "0"],
             log_path=workdir / "s3-proxy.log",
             cwd=str(ROOT),

@@ -15,7 +15,7 @@ from celery import Celery
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.pipeline.dispatch import QUEUES, TASK_NAMES, Step
 from tests.conftest import TEST_PIPELINE_ENV, wait_for
-from tests.helpers import (
+from tests.support.helpers import (
     count,
     events,
     history,

@@ -17,7 +17,7 @@ from kombu import Connection, Consumer, Exchange, Queue
 from kombu.common import ignore_errors
 
 from archiver.core.config import Settings
-from tests.private_services import PrivateRedis
+from tests.support.private_services import PrivateRedis
 from workers.broker_transport import Transport
 from workers.celery_app import create_celery_app
 

@@ -15,8 +15,8 @@ import pytest
 from archiver.db.models import ArchiveItem, WebhookEvent
 from archiver.intake.twilio import compute_signature
 from tests.conftest import SECRETS
-from tests.helpers import count
-from tests.test_intake import AUTH, AVAILABLE, assert_json_error
+from tests.e2e.test_intake import AUTH, AVAILABLE, assert_json_error
+from tests.support.helpers import count
 
 pytestmark = pytest.mark.e2e
 

@@ -54,7 +54,7 @@ def test_migrations_run_with_a_role_of_their_own_and_the_runtime_role_changes_on
     from archiver.db.session import Database
 
     url = make_url(fresh_postgres)
-    roles_sql = (Path(__file__).resolve().parent.parent / "deploy" / "postgres-roles.sql").read_text()
+    roles_sql = (Path(__file__).resolve().parents[2] / "deploy" / "postgres-roles.sql").read_text()
     admin_dsn = f"host={url.host} port={url.port} user={url.username} dbname={url.database}"
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(roles_sql)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from archiver.db.models import ArchiveItem, WebhookEvent
 from tests.conftest import SECRETS
-from tests.helpers import count
+from tests.support.helpers import count
 
 pytestmark = pytest.mark.e2e
 

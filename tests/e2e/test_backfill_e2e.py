@@ -26,7 +26,7 @@ from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, Backfil
 from archiver.local.supervisor import bin_path
 from archiver.providers.errors import RateLimited
 from tests.conftest import wait_for, wait_while_progressing
-from tests.helpers import in_process_context, wait_state
+from tests.support.helpers import in_process_context, wait_state
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,14 @@ from archiver.pipeline.events import record_event
 from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
 from tests.conftest import wait_for
-from tests.helpers import SPARE_BROKER, history, in_process_context, item_by_provider_id, media_bytes, objects
+from tests.support.helpers import (
+    SPARE_BROKER,
+    history,
+    in_process_context,
+    item_by_provider_id,
+    media_bytes,
+    objects,
+)
 
 
 @pytest.fixture

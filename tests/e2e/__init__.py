@@ -1,0 +1,1 @@
+"""End-to-end tests: the local stack with a real Celery worker and beat."""
