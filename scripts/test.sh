@@ -22,4 +22,11 @@ site=$(mktemp -d)
 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
 rm -rf "$site"
 echo "== pytest"
-.venv/bin/pytest "$@"
+# Two test processes (pytest-xdist), each with its own stack, database and Redis databases
+# (tests/support/stack.py); a file's tests stay on one process. ARCHIVER_TEST_WORKERS=0: one process.
+workers=${ARCHIVER_TEST_WORKERS:-2}
+if [ "$workers" = "0" ]; then
+  .venv/bin/pytest -p no:xdist "$@"
+else
+  .venv/bin/pytest -n "$workers" --dist loadfile "$@"
+fi

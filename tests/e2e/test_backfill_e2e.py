@@ -25,8 +25,8 @@ from archiver.backfill import (
 from archiver.db.models import ArchivedObject, ArchiveItem, BackfillRun, BackfillState, ItemState
 from archiver.local.supervisor import bin_path
 from archiver.providers.errors import RateLimited
-from tests.conftest import wait_for, wait_while_progressing
 from tests.support.helpers import in_process_context, wait_state
+from tests.support.stack import wait_for, wait_while_progressing
 
 pytestmark = pytest.mark.e2e
 

@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from archiver.db.models import ArchiveItem, ItemState, ProviderAccount
 from archiver.local.supervisor import bin_path
-from tests.conftest import SECRETS, wait_for, wait_while_progressing
 from tests.e2e.test_observability import scrape, value
 from tests.support.helpers import count
+from tests.support.stack import SECRETS, wait_for, wait_while_progressing
 
 pytestmark = pytest.mark.e2e
 

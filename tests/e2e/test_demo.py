@@ -6,11 +6,12 @@ import os
 import subprocess
 
 from archiver.local.supervisor import bin_path
+from tests.support.stack import test_redis_url
 
 
 def test_demo_archives_deletes_and_confirms_purges_on_sqlite(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    env["ARCHIVER_BROKER_URL"] = "redis://127.0.0.1:6379/10"
+    env["ARCHIVER_BROKER_URL"] = test_redis_url("demo")
     result = subprocess.run(
         [bin_path("archiver"), "demo", "--transcriptions", "6", "--recordings", "2", "--exit-when-done", "--timeout", "120",
          "--workdir", str(tmp_path / "demo")],

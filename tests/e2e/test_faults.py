@@ -43,9 +43,9 @@ from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, ItemSta
 from archiver.db.session import Database
 from archiver.local.devstack import LocalStack
 from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
-from tests.conftest import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
 from tests.support.helpers import parse_time
 from tests.support.private_services import PrivatePostgres, PrivateRedis
+from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
 
 pytestmark = pytest.mark.faults
 

@@ -10,8 +10,8 @@ from celery import Celery
 
 from archiver.db.models import ItemState
 from archiver.pipeline.dispatch import ALL_QUEUES, BACKFILL_TASK_NAME, QUEUE_MAINTENANCE
-from tests.conftest import wait_for
 from tests.support.helpers import item_by_provider_id, wait_state
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 

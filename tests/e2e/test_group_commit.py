@@ -40,19 +40,14 @@ from archiver.pipeline.dispatch import (
     relay_messages,
 )
 from archiver.pipeline.events import AcceptedEvent, Recorded, record_event, record_events
-from tests.conftest import PG_ADMIN_DSN, SECRETS, new_postgres_database, wait_for
+from tests.support.clocks import TestClock
 from tests.support.helpers import count, wait_state
-from workers.celery_app import create_celery_app
-from workers.dispatch import CeleryDispatcher
+from tests.support.stack import PG_ADMIN_DSN, SECRETS, SPARE_REDIS_URL, new_postgres_database, wait_for
+from workers.wiring import build_context
 
-BROKER = "redis://127.0.0.1:6379/8"
+BROKER = SPARE_REDIS_URL
 ACCOUNT = "9900000"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
-
-
-class FixedClock:
-    def now(self) -> datetime:
-        return NOW
 
 
 def realtime(n: int, event_type: str = "realTimeTranscriptionAvailable") -> bytes:
@@ -141,9 +136,11 @@ def make_database(tmp_path: Path) -> Iterator[Callable[[str], Database]]:
 
 
 def context(database: Database) -> PipelineContext:
-    settings = Settings(database_url=database.url, broker_url=BROKER)
-    dispatcher = CeleryDispatcher(create_celery_app(settings, include_tasks=False))
-    return PipelineContext(settings=settings, db=database, clock=FixedClock(), dispatcher=dispatcher)
+    ctx = build_context(Settings(database_url=database.url, broker_url=BROKER))
+    ctx.db.dispose()
+    ctx.db = database  # the test's own, which it disposes of before its database is dropped
+    ctx.clock = TestClock(NOW)
+    return ctx
 
 
 def decoded(raw: bytes | None) -> tuple[dict[str, Any], list[Any], dict[str, Any]]:

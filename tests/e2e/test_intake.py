@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
-from tests.conftest import SECRETS
 from tests.support.helpers import count
+from tests.support.stack import SECRETS
 
 AUTH = ("intake-user", SECRETS["intake_password"])
 

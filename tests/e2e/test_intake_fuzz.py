@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from archiver.db.models import ArchiveItem, WebhookEvent
-from tests.conftest import SECRETS
 from tests.support.helpers import count
+from tests.support.stack import SECRETS
 
 pytestmark = pytest.mark.e2e
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from archiver.db.models import ArchiveItem, WebhookEvent
-from archiver.intake.twilio import compute_signature
-from tests.conftest import SECRETS
 from tests.e2e.test_intake import AUTH, AVAILABLE, assert_json_error
 from tests.support.helpers import count
+from tests.support.oracles import twilio_signature
+from tests.support.stack import SECRETS
 
 pytestmark = pytest.mark.e2e
 
@@ -47,7 +47,7 @@ def nested(depth: int) -> str:
 def signed_json(stack, body: bytes) -> tuple[str, dict[str, str]]:
     """A JSON webhook as Twilio signs it: the URL carries the body's SHA-256, the URL is signed."""
     path = f"/webhooks/twilio?bodySHA256={hashlib.sha256(body).hexdigest()}"
-    signature = compute_signature(SECRETS["twilio_auth_token"], stack.intake_url + path, {})
+    signature = twilio_signature(SECRETS["twilio_auth_token"], stack.intake_url + path, {})
     return path, {"X-Twilio-Signature": signature, "Content-Type": "application/json"}
 
 

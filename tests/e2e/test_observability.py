@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from archiver.core.logging import JsonFormatter, SecretRedactingFilter, log_context
 from archiver.db.models import ItemState
-from tests.conftest import SECRETS, wait_for
 from tests.support.helpers import wait_state
+from tests.support.stack import SECRETS, wait_for
 
 
 def json_lines(path):

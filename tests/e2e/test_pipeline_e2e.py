@@ -14,7 +14,6 @@ from celery import Celery
 
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.pipeline.dispatch import QUEUES, TASK_NAMES, Step
-from tests.conftest import TEST_PIPELINE_ENV, wait_for
 from tests.support.helpers import (
     count,
     events,
@@ -25,6 +24,7 @@ from tests.support.helpers import (
     sha256_hex,
     wait_state,
 )
+from tests.support.stack import TEST_PIPELINE_ENV, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -297,7 +297,7 @@ def test_no_secret_reaches_any_log(e2e, db):
     )
     wait_for(lambda: count(db, ArchiveItem) == 2, 20, "two items")
     time.sleep(1)
-    from tests.conftest import SECRETS
+    from tests.support.stack import SECRETS
 
     logs = {path.name: path.read_text("utf-8", "replace") for path in stack.workdir.glob("*.log")}
     assert {"worker.log", "intake.log", "beat.log", "simulator.log"} <= set(logs)

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from archiver.db.models import ItemState
-from tests.conftest import wait_for
 from tests.support.helpers import history, item_by_provider_id, media_bytes, objects, segments, wait_state
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,6 @@ from archiver.pipeline.dispatch import QUEUE_DELETIONS, Step
 from archiver.pipeline.events import record_event
 from archiver.pipeline.steps import Outcome, StepResult, run_step
 from archiver.pipeline.sweeper import sweep_due_items, warn_retention_risk
-from tests.conftest import wait_for
 from tests.support.helpers import (
     SPARE_BROKER,
     history,
@@ -30,6 +29,7 @@ from tests.support.helpers import (
     media_bytes,
     objects,
 )
+from tests.support.stack import wait_for
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -19,8 +18,9 @@ from sqlalchemy import select
 
 from archiver.db.models import ArchiveItem, ItemState, WebhookEvent
 from archiver.local.supervisor import bin_path
-from tests.conftest import SECRETS, wait_for
 from tests.support.helpers import count, objects, segments, wait_state
+from tests.support.oracles import twilio_signature
+from tests.support.stack import SECRETS, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,10 +37,7 @@ def create_transcripts(simulator, **options):
 
 
 def signature(url, params):
-    """Independent of the archiver's code: docs/providers.md, webhook signatures."""
-    payload = url + "".join(name + params[name] for name in sorted(params))
-    digest = hmac.new(SECRETS["twilio_auth_token"].encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+    return twilio_signature(SECRETS["twilio_auth_token"], url, params)
 
 
 def test_transcript_with_12000_sentences_operator_results_and_media(e2e, db):

@@ -15,8 +15,8 @@ import redis
 
 from archiver.db.models import ItemState
 from archiver.local.supervisor import bin_path
-from tests.conftest import TEST_REDIS_URL, wait_for
 from tests.support.helpers import history, item_by_provider_id, objects, wait_state
+from tests.support.stack import TEST_REDIS_URL, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -27,35 +27,54 @@ def resume(db, at):
         row.checks = 3  # as after three refused checks
 
 
-def test_a_pause_starts_with_the_first_back_off_and_one_error(isolated_db):
-    state, since, checks, check_at, logged = pause(isolated_db, T0)
+def test_a_pause_starts_with_the_first_back_off_and_one_error(rolled_back_db):
+    state, since, checks, check_at, logged = pause(rolled_back_db, T0)
     assert (state, since, checks, check_at, logged) == ("paused", T0, 0, T0 + timedelta(seconds=30), T0)
-    again = pause(isolated_db, T0 + timedelta(seconds=5))  # another item refused: the same pause
+    again = pause(rolled_back_db, T0 + timedelta(seconds=5))  # another item refused: the same pause
     assert again[1:] == (T0, 0, T0 + timedelta(seconds=30), T0)
 
 
-def test_a_refusal_soon_after_a_resume_continues_the_pause_and_its_back_off(isolated_db):
-    pause(isolated_db, T0)
-    resume(isolated_db, T0 + timedelta(minutes=4))
+def test_a_refusal_soon_after_a_resume_continues_the_pause_and_its_back_off(rolled_back_db):
+    pause(rolled_back_db, T0)
+    resume(rolled_back_db, T0 + timedelta(minutes=4))
     relapse = T0 + timedelta(minutes=4, seconds=30)
-    state, since, checks, check_at, logged = pause(isolated_db, relapse)
+    state, since, checks, check_at, logged = pause(rolled_back_db, relapse)
     assert state == "paused" and since == T0 and checks == 3 and logged == T0  # within the interval: no ERROR
     assert check_at == relapse + timedelta(seconds=240)  # 30 s x 2^3, not 30 s again
 
 
-def test_a_refusal_long_after_a_resume_is_a_new_pause(isolated_db):
-    pause(isolated_db, T0)
-    resume(isolated_db, T0 + timedelta(minutes=4))
+def test_a_refusal_long_after_a_resume_is_a_new_pause(rolled_back_db):
+    pause(rolled_back_db, T0)
+    resume(rolled_back_db, T0 + timedelta(minutes=4))
     later = T0 + timedelta(hours=1)
-    assert pause(isolated_db, later)[1:] == (later, 0, later + timedelta(seconds=30), later)
+    assert pause(rolled_back_db, later)[1:] == (later, 0, later + timedelta(seconds=30), later)
 
 
-def test_a_process_sees_paused_accounts_within_its_ttl(isolated_db):
+def test_a_process_sees_paused_accounts_within_its_ttl(rolled_back_db):
     view = PausedAccounts(ttl=0.0)
-    with isolated_db.sessionmaker() as session:
+    with rolled_back_db.sessionmaker() as session:
         view.refresh(session)
         assert ("bandwidth", "9900000") not in view
-    pause(isolated_db, T0)
-    with isolated_db.sessionmaker() as session:
+    pause(rolled_back_db, T0)
+    with rolled_back_db.sessionmaker() as session:
         view.refresh(session)
         assert ("bandwidth", "9900000") in view
+
+
+def test_what_a_rolled_back_test_commits_is_seen_by_no_other_connection(rolled_back_db):
+    """The fixture these tests run in: the code's commits are savepoints of one outer transaction,
+    invisible elsewhere and gone when the test ends."""
+    from sqlalchemy import func, select
+
+    from archiver.db.models import ProviderAccount
+    from archiver.db.session import Database
+
+    pause(rolled_back_db, T0)
+    with rolled_back_db.sessionmaker() as session:
+        assert session.scalar(select(func.count()).select_from(ProviderAccount)) == 1
+    other = Database(rolled_back_db.url)
+    try:
+        with other.sessionmaker() as session:
+            assert session.scalar(select(func.count()).select_from(ProviderAccount)) == 0
+    finally:
+        other.dispose()

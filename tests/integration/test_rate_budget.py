@@ -16,9 +16,9 @@ import redis
 from archiver.core.rate_budget import RateBudget
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.errors import RateLimited
-from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET
+from tests.support.stack import SIM_CLIENT_ID, SIM_CLIENT_SECRET, test_redis_url
 
-BUDGET_REDIS = "redis://127.0.0.1:6379/7"
+BUDGET_REDIS = test_redis_url("budget")
 
 #: One "worker host": lists recordings as fast as it may for ``seconds``, spending the shared budget
 #: (when ``rate`` > 0); prints how many requests it sent and how many answers were 429.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import io
 import json
 import time
@@ -17,7 +16,8 @@ import httpx
 import pytest
 
 from archiver.simulator.media import media_size
-from tests.conftest import SIM_TWILIO_TOKEN, wait_for
+from tests.support.oracles import twilio_signature
+from tests.support.stack import SIM_TWILIO_TOKEN, wait_for
 
 T0 = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -324,11 +324,7 @@ def test_transcript_status_moves_over_simulated_time_and_signed_webhook_fires(si
 
 
 def expected_signature(url, params):
-    """Independent of the simulator's code: docs/providers.md, webhook signatures."""
-    payload = url + "".join(name + params[name] for name in sorted(params))
-    return base64.b64encode(
-        hmac.new(SIM_TWILIO_TOKEN.encode(), payload.encode(), hashlib.sha1).digest()
-    ).decode()
+    return twilio_signature(SIM_TWILIO_TOKEN, url, params)
 
 
 def test_twilio_webhook_json_and_get_forms_are_signed(sim):
@@ -473,7 +469,7 @@ def test_twilio_429_carries_code_20429(sim):
 
 
 def test_twilio_sends_rate_limit_headers_and_20429_from_its_budget(sim):
-    from tests.conftest import SIM_TWILIO_SID
+    from tests.support.stack import SIM_TWILIO_SID
 
     sim.admin.client.put(
         "/admin/rate-limits", json={"limits": {f"twilio:{SIM_TWILIO_SID}": {"rate": 2, "burst": 2}}}

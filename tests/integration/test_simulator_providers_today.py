@@ -10,7 +10,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from tests.conftest import SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_TWILIO_SID, SIM_TWILIO_TOKEN
+from tests.support.stack import SIM_CLIENT_ID, SIM_CLIENT_SECRET, SIM_TWILIO_SID, SIM_TWILIO_TOKEN
 
 
 def grant(sim, client_id=SIM_CLIENT_ID, secret=SIM_CLIENT_SECRET, **overrides):
@@ -134,7 +134,7 @@ def test_twilio_takes_an_api_key_and_both_auth_tokens_for_rest_and_nothing_else(
 
 
 def test_twilio_webhooks_are_signed_with_the_primary_token_or_as_asked(sim):
-    from archiver.intake.twilio import compute_signature
+    from tests.support.oracles import twilio_signature
 
     sim.admin.client.put("/admin/twilio/credentials", json={"secondary_auth_token": "second-token"})
     created = sim.admin.client.post(
@@ -148,7 +148,7 @@ def test_twilio_webhooks_are_signed_with_the_primary_token_or_as_asked(sim):
         [received] = [r for r in sim.receiver.requests if r.path == "/signed-hook"]
         params = parse_qs(received.body.decode(), keep_blank_values=True)
         assert params["transcript_sid"] == [created["created"][0]["sid"]]
-        assert received.headers["x-twilio-signature"] == compute_signature(token, hook, params)
+        assert received.headers["x-twilio-signature"] == twilio_signature(token, hook, params)
 
 
 # --- Twilio lists and links --------------------------------------------------------------------------

@@ -11,16 +11,15 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from archiver.core.clock import SystemClock
 from archiver.core.config import Settings
 from archiver.db.models import ArchiveItem, ItemState
-from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import QUEUE_BACKFILL, QUEUE_DELETIONS, QUEUE_LIVE
 from archiver.pipeline.sweeper import sweep_due_items
+from tests.support.stack import SPARE_REDIS_URL
 from workers.celery_app import create_celery_app
-from workers.dispatch import CeleryDispatcher
+from workers.wiring import build_context
 
-SWEEP_BROKER = "redis://127.0.0.1:6379/8"
+SWEEP_BROKER = SPARE_REDIS_URL
 
 
 @pytest.fixture
@@ -34,9 +33,9 @@ def sweep_ctx(db):
     broker = redis.Redis.from_url(SWEEP_BROKER)
     broker.flushdb()
     settings = Settings(database_url=db.url, broker_url=SWEEP_BROKER, sweep_batch_size=7)
-    app = create_celery_app(settings, include_tasks=False)
-    ctx = PipelineContext(settings=settings, db=db, clock=SystemClock(), dispatcher=CeleryDispatcher(app))
+    ctx = build_context(settings)
     yield ctx, broker
+    ctx.close()
     broker.flushdb()
     broker.close()
 

@@ -16,7 +16,7 @@ from archiver.db.migrate import upgrade
 from archiver.db.models import ArchiveItem, ItemHistory, WebhookEvent
 from archiver.db.session import Database
 from archiver.db.upsert import insert_many
-from tests.conftest import new_postgres_database
+from tests.support.stack import new_postgres_database
 
 NOW = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]

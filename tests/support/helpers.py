@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -14,19 +14,12 @@ from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, Transcr
 from archiver.db.session import Database
 from archiver.local.devstack import LocalStack
 from archiver.pipeline.context import PipelineContext
-from tests.conftest import wait_for
+from tests.support.clocks import TestClock
+from tests.support.stack import SPARE_REDIS_URL, wait_for
 from workers.wiring import build_context
 
 #: The broker of in-process contexts: not the session worker's, so nothing they send is worked on.
-SPARE_BROKER = "redis://127.0.0.1:6379/8"
-
-
-class ShiftedClock:
-    def __init__(self) -> None:
-        self.offset = timedelta()
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.offset
+SPARE_BROKER = SPARE_REDIS_URL  # a broker no worker reads
 
 
 def in_process_context(stack: LocalStack, db: Database, **overrides: Any) -> PipelineContext:
@@ -40,7 +33,7 @@ def in_process_context(stack: LocalStack, db: Database, **overrides: Any) -> Pip
         os.environ.setdefault(key, stack.env()[key])
     settings = Settings(**env)
     ctx = build_context(settings)
-    ctx.clock = ShiftedClock()
+    ctx.clock = TestClock()
     return ctx
 
 

@@ -11,6 +11,7 @@ import pytest
 from archiver.core.config import ConfigError, load_settings
 from archiver.core.logging import SecretRedactingFilter
 from archiver.local.supervisor import bin_path
+from tests.support.stack import SPARE_REDIS_URL
 
 
 @pytest.fixture
@@ -223,7 +224,7 @@ def test_serve_refuses_to_start_without_intake_credentials(tmp_path):
 
 def test_worker_refuses_to_start_without_provider_settings(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    env["ARCHIVER_BROKER_URL"] = "redis://127.0.0.1:6379/9"
+    env["ARCHIVER_BROKER_URL"] = SPARE_REDIS_URL  # it stops before it consumes anything
     result = subprocess.run([bin_path("celery"), "-A", "workers", "worker", "--pool", "solo"], env=env,
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip
     assert result.returncode != 0
@@ -234,7 +235,7 @@ def test_worker_refuses_to_start_without_provider_settings(tmp_path):
 
 def test_a_worker_with_only_the_legacy_api_user_refuses_to_start_saying_why(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
-    env.update(ARCHIVER_BROKER_URL="redis://127.0.0.1:6379/9", ARCHIVER_S3_BUCKET="b",
+    env.update(ARCHIVER_BROKER_URL=SPARE_REDIS_URL, ARCHIVER_S3_BUCKET="b",
                ARCHIVER_BANDWIDTH_USERNAME="api-user", ARCHIVER_BANDWIDTH_PASSWORD="legacy-pw-77")  # fmt: skip
     result = subprocess.run([bin_path("celery"), "-A", "workers", "worker", "--pool", "solo"], env=env,
                             capture_output=True, text=True, cwd=tmp_path, timeout=60)  # fmt: skip

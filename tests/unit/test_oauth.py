@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import httpx
@@ -18,6 +18,7 @@ from archiver.core.logging import SecretRedactingFilter
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.credentials import SecretSource
 from archiver.providers.errors import CredentialsRefused, ProviderRejected, ProviderUnavailable, RateLimited
+from tests.support.clocks import TestClock
 
 BASE = "https://voice.example.test/api/v2"
 TOKEN_URL = "https://api.example.test/api/v1/oauth2/token"
@@ -28,15 +29,7 @@ IDS = (
 )
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime(2026, 12, 2, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
+T0 = datetime(2026, 12, 2, tzinfo=UTC)
 
 
 class Provider:
@@ -86,7 +79,7 @@ class Provider:
 
 
 def client_for(
-    provider: Provider, clock: FakeClock, secret: SecretSource | str = "s3cret"
+    provider: Provider, clock: TestClock, secret: SecretSource | str = "s3cret"
 ) -> BandwidthClient:
     client = BandwidthClient(
         base_url=BASE,
@@ -102,7 +95,7 @@ def client_for(
 
 
 def test_the_token_request_is_the_client_credentials_grant_and_the_api_gets_the_bearer():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
     [grant] = provider.token_requests
@@ -115,7 +108,7 @@ def test_the_token_request_is_the_client_credentials_grant_and_the_api_gets_the_
 
 
 def test_threads_share_one_token_and_cause_one_fetch():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     provider.token_delay = 0.2  # every thread arrives while the first fetch is under way
     client = client_for(provider, clock)
     threads = [threading.Thread(target=client.get_realtime_transcription, args=IDS) for _ in range(8)]
@@ -134,7 +127,7 @@ def test_threads_share_one_token_and_cause_one_fetch():
     ids=["an-hour", "five-seconds"],
 )
 def test_a_token_is_reused_until_shortly_before_it_expires(lifetime, still_used_at, replaced_at):
-    provider, clock = Provider(lifetime=lifetime), FakeClock()
+    provider, clock = Provider(lifetime=lifetime), TestClock(T0)
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
     clock.advance(still_used_at)
@@ -146,7 +139,7 @@ def test_a_token_is_reused_until_shortly_before_it_expires(lifetime, still_used_
 
 
 def test_a_401_to_a_cached_token_fetches_a_new_one_and_retries_once():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
     provider.valid.clear()  # every token revoked
@@ -161,7 +154,7 @@ def test_a_401_to_a_cached_token_fetches_a_new_one_and_retries_once():
 
 
 def test_a_401_to_a_new_token_is_a_refusal_of_the_credentials_not_a_loop():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = client_for(provider, clock)
     original = provider.token
 
@@ -178,7 +171,7 @@ def test_a_401_to_a_new_token_is_a_refusal_of_the_credentials_not_a_loop():
 
 
 def test_a_refused_secret_is_remembered_then_read_again_from_its_file(tmp_path):
-    provider, clock = Provider(secret="new-secret"), FakeClock()
+    provider, clock = Provider(secret="new-secret"), TestClock(T0)
     path = tmp_path / "client_secret"
     path.write_text("old-secret\n")
     client = client_for(provider, clock, SecretSource("old-secret", str(path)))
@@ -194,7 +187,7 @@ def test_a_refused_secret_is_remembered_then_read_again_from_its_file(tmp_path):
 
 
 def test_a_secret_rotated_in_its_file_is_read_when_the_endpoint_refuses_the_cached_one(tmp_path):
-    provider, clock = Provider(secret="second"), FakeClock()
+    provider, clock = Provider(secret="second"), TestClock(T0)
     path = tmp_path / "client_secret"
     path.write_text("first")
     client = client_for(provider, clock, SecretSource("first", str(path)))
@@ -204,7 +197,7 @@ def test_a_secret_rotated_in_its_file_is_read_when_the_endpoint_refuses_the_cach
 
 
 def test_the_token_endpoints_429_carries_its_retry_after():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     provider.token_answers = [httpx.Response(429, headers={"Retry-After": "7"}, json={"error": "slow_down"})]
     client = client_for(provider, clock)
     with pytest.raises(RateLimited) as raised:
@@ -221,7 +214,7 @@ def test_the_token_endpoints_429_carries_its_retry_after():
 
 
 def test_the_token_endpoints_5xx_and_dropped_connections_are_retried_in_place():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     provider.token_answers = [httpx.Response(503), httpx.RemoteProtocolError("dropped")]
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
@@ -241,7 +234,7 @@ def test_the_token_endpoints_5xx_and_dropped_connections_are_retried_in_place():
 
 @pytest.mark.parametrize("status", [400, 403, 404])
 def test_any_other_refusal_of_the_token_endpoint_is_the_accounts_problem(status):
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     provider.token_answers = [httpx.Response(status, json={"error": "unauthorized_client"})]
     client = client_for(provider, clock)
     with pytest.raises(CredentialsRefused, match=f"HTTP {status}"):
@@ -249,7 +242,7 @@ def test_any_other_refusal_of_the_token_endpoint_is_the_accounts_problem(status)
 
 
 def test_the_token_goes_only_below_the_configured_base_url():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
     with pytest.raises(ProviderRejected, match="refusing to send the Bandwidth access token"):
@@ -260,7 +253,7 @@ def test_the_token_goes_only_below_the_configured_base_url():
 
 
 def test_a_token_never_reaches_a_log_line():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = client_for(provider, clock)
     client.get_realtime_transcription(*IDS)
     token = "tok-1-" + "x" * 20
@@ -271,7 +264,7 @@ def test_a_token_never_reaches_a_log_line():
 
 
 def test_a_body_without_a_token_is_not_taken_for_one():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     provider.token_answers = [
         httpx.Response(200, content=json.dumps({"token_type": "Bearer"}).encode()) for _ in range(3)
     ]
@@ -281,7 +274,7 @@ def test_a_body_without_a_token_is_not_taken_for_one():
 
 
 def test_the_base_url_is_compared_as_httpx_normalises_it():
-    provider, clock = Provider(), FakeClock()
+    provider, clock = Provider(), TestClock(T0)
     client = BandwidthClient(
         base_url="https://Voice.Example.test:443/api/v2",  # upper case and the default port: the same host
         client_id="client-1",

@@ -16,6 +16,7 @@ from archiver.pipeline.retry import DeadLetter, PermanentStepError, Retry, Retry
 from archiver.providers.errors import NotFound, ProviderRejected, ProviderUnavailable, RateLimited
 from archiver.providers.retry_after import parse_retry_after
 from archiver.storage.objects import VerificationFailed
+from tests.support.oracles import twilio_signature
 
 NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -291,13 +292,7 @@ def test_recording_events_map_to_actions():
 # --- Twilio signatures (docs/providers.md: webhook signatures) -----------------------------------------------------------
 
 
-def _sign(token, url, params):
-    import base64
-    import hashlib
-    import hmac
-
-    payload = url + "".join(name + params[name] for name in sorted(params))
-    return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
+_sign = twilio_signature
 
 
 def test_twilio_signature_with_and_without_the_default_port():
