@@ -23,10 +23,11 @@ site=$(mktemp -d)
 rm -rf "$site"
 echo "== pytest"
 # Two test processes (pytest-xdist), each with its own stack, database and Redis databases
-# (tests/support/stack.py); a file's tests stay on one process. ARCHIVER_TEST_WORKERS=0: one process.
+# (tests/support/stack.py); an idle process takes tests from a busy one's queue (worksteal: the two
+# long tests, backfill and faults, about 3 minutes each, end up apart). ARCHIVER_TEST_WORKERS=0: one.
 workers=${ARCHIVER_TEST_WORKERS:-2}
 if [ "$workers" = "0" ]; then
   .venv/bin/pytest -p no:xdist "$@"
 else
-  .venv/bin/pytest -n "$workers" --dist loadfile "$@"
+  .venv/bin/pytest -n "$workers" --dist worksteal "$@"
 fi

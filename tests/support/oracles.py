@@ -6,12 +6,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Mapping, Sequence
 
 __all__ = ["twilio_signature"]
 
 
-def twilio_signature(token: str, url: str, params: dict[str, str]) -> str:
+def twilio_signature(token: str, url: str, params: Mapping[str, str | Sequence[str]]) -> str:
     """``X-Twilio-Signature``: base64(HMAC-SHA1(auth token, URL + each parameter's name and value,
-    sorted by name))."""
-    payload = url + "".join(name + params[name] for name in sorted(params))
+    sorted by name; a repeated parameter's values sorted too))."""
+    payload = url
+    for name in sorted(params):
+        values = [params[name]] if isinstance(params[name], str) else sorted(params[name])
+        payload += "".join(name + value for value in values)
     return base64.b64encode(hmac.new(token.encode(), payload.encode(), hashlib.sha1).digest()).decode()
