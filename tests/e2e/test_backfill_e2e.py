@@ -102,6 +102,7 @@ def list_requests(simulator):
     ]
 
 
+@pytest.mark.long
 def test_5000_recordings_with_bursts_are_archived_once_within_1_2x_the_minimum_list_requests(e2e, db):
     """3,000 spread over the day, plus bursts of 1,500 (in 10 ms) and 500 (in 200 ms): about one
     list request per 1,000 however they cluster, then every recording through the worker."""

@@ -47,7 +47,7 @@ from tests.support.helpers import parse_time
 from tests.support.private_services import PrivatePostgres, PrivateRedis
 from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.long]
 
 REALTIME, RECORDINGS, TWILIO, REJECTED = 450, 250, 290, 10  # 1,000 items
 KILL_EVERY_SECONDS = 3.0
