@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["is_loopback", "is_placeholder", "placeholder_names", "url_password"]
+__all__ = ["is_loopback", "is_placeholder", "origin", "placeholder_names", "url_password"]
 
 _PLACEHOLDER = re.compile(
     r"change[-_ ]?me|replace[-_ ]?me|fill[-_ ]?me|put[-_ ]?.*[-_ ]here|your[-_ ].*(secret|password|token)"
@@ -51,3 +51,15 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(bare).is_loopback
     except ValueError:
         return False
+
+
+def origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL, the port made explicit; None for anything else."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)

@@ -19,6 +19,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from archiver.core.clock import Clock, SystemClock
+from archiver.core.exposure import origin
 from archiver.core.ids import validate
 from archiver.providers.credentials import RereadableBasicAuth, SecretSource
 from archiver.providers.errors import ProviderRejected, ProviderUnavailable
@@ -45,21 +46,15 @@ def describe_twilio_error(response: httpx.Response) -> str:
 def host_allowed(url: str, patterns: list[str]) -> bool:
     """``url`` may be fetched: ``https`` on the default port from a listed host (``*.example.com``
     matches its subdomains), or exactly a listed origin (``http://127.0.0.1:9000``: the simulator)."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
+    wanted = origin(url)
+    parts = urlsplit(url)
+    if wanted is None or parts.username or parts.password:
         return False
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host or parts.username or parts.password:
-        return False
-    origin = f"{parts.scheme}://{host}:{port or (443 if parts.scheme == 'https' else 80)}"
-    plain_https = parts.scheme == "https" and port in (None, 443)
+    scheme, host, port = wanted
+    plain_https = scheme == "https" and port == 443
     for pattern in patterns:
         if "://" in pattern:
-            listed = urlsplit(pattern)
-            scheme = listed.scheme
-            if f"{scheme}://{listed.hostname}:{listed.port or (443 if scheme == 'https' else 80)}" == origin:
+            if origin(pattern) == wanted:
                 return True
         elif plain_https and (host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))):
             return True

@@ -9,15 +9,13 @@ may create (:func:`bounded_count`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
-from archiver.core.exposure import is_loopback
+from archiver.core.exposure import is_loopback, origin
 
 __all__ = [
     "MAX_CREATED_PER_REQUEST",
     "MAX_SENTENCES",
     "bounded_count",
-    "origin",
     "refuse_exposed_defaults",
     "webhook_target_allowed",
 ]
@@ -36,18 +34,6 @@ def refuse_exposed_defaults(host: str, defaults_in_use: Iterable[str]) -> None:
             f"simulator: refusing to listen on {host} with default credentials ({', '.join(named)}): "
             "anyone who reaches it could drive it. Set them (their environment variables) or bind 127.0.0.1."
         )
-
-
-def origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) of an http(s) URL, the port made explicit; None for anything else."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
 def webhook_target_allowed(url: str, targets: Iterable[str | None]) -> bool:
