@@ -102,8 +102,9 @@ def bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     if not windows:
         return commit_progress(ctx, run_id, owner, [], checkpoint, requests=0, done=True)
     since, until = windows.pop()
-    with list_request(ctx, run_id, ctx.bandwidth) as answered:
-        page = ctx.bandwidth.list_recordings(
+    client = ctx.bandwidth_for(account)
+    with list_request(ctx, run_id, client) as answered:
+        page = client.list_recordings(
             account, ms_iso(since), ms_iso(until), to=params.get("to"), from_=params.get("from")
         )
     starts = [
@@ -123,7 +124,7 @@ def bandwidth_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     found = [a for r in keep if (a := recording_item(account, r)) is not None]
     if params.get("realtime", True):
         for call_id in sorted({a.call_id for a in found if a.call_id}):
-            for t in ctx.bandwidth.list_realtime_transcriptions(account, call_id):
+            for t in client.list_realtime_transcriptions(account, call_id):
                 try:
                     tid = validate("bandwidth_transcription", t.get("transcriptionId"))
                 except InvalidId:

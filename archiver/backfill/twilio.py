@@ -14,8 +14,9 @@ def twilio_step(ctx: PipelineContext, run_id: int, owner: str) -> bool:
     query = {"ServiceSid": service, "PageSize": "1000", "AfterDateCreated": params["since"]}
     if params.get("until"):
         query["BeforeDateCreated"] = params["until"]
-    with list_request(ctx, run_id, ctx.twilio) as answered:
-        items, next_url = ctx.twilio.transcript_page(checkpoint.get("next_url"), query)
+    client = ctx.twilio_for(params["account"]) if params.get("account") else ctx.twilio
+    with list_request(ctx, run_id, client) as answered:
+        items, next_url = client.transcript_page(checkpoint.get("next_url"), query)
     found = []
     for t in items:
         try:

@@ -256,6 +256,8 @@ class AccountState(enum.StrEnum):
 
 class PauseReason(enum.StrEnum):
     CREDENTIALS = "credentials"  # the provider refuses the account's API credentials
+    STORAGE = "storage"  # the account's bucket refuses us (access denied, no bucket, role refused)
+    REMOVED = "removed"  # the account is no longer in the accounts registry
 
 
 class ProviderAccount(Base):

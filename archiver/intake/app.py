@@ -1,6 +1,7 @@
 """The intake's ASGI app (Starlette).
 
-``POST /webhooks/bandwidth``: Basic credentials checked in constant time, body size bounded while it
+``POST /webhooks/bandwidth/{accountId}`` (and ``/webhooks/twilio/{AccountSid}``): the account's
+own credentials (:mod:`archiver.intake.auth`), checked in constant time; body size bounded while it
 is read, the event parsed and validated, then the event and its item committed before the 204 (in a
 transaction shared with concurrent requests: :mod:`archiver.intake.group_commit`). Work is enqueued
 after the commit. Every refusal is a 4xx with a JSON body
@@ -14,10 +15,7 @@ own (:mod:`archiver.intake.server`): the registry is ``app.state.metrics_registr
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
-import hmac
 import json
 import logging
 import time
@@ -32,8 +30,10 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.accounts import ANY_ACCOUNT
 from archiver.core.logging import log_context
 from archiver.db.session import reconnecting
+from archiver.intake.auth import BasicAuthChecker, bandwidth_account, twilio_account
 from archiver.intake.bandwidth import parse_bandwidth_event, parse_bandwidth_query
 from archiver.intake.group_commit import GroupCommitRecorder
 from archiver.intake.metrics import IntakeMetrics
@@ -79,25 +79,6 @@ def measured(metrics: IntakeMetrics, provider: str, handler: Handler) -> Handler
         return response
 
     return wrapper
-
-
-class BasicAuthChecker:
-    def __init__(self, username: str, password: str) -> None:
-        self._username = username.encode("utf-8")
-        self._password = password.encode("utf-8")
-
-    def check(self, header: str | None) -> bool:
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        username, sep, password = decoded.partition(b":")
-        # Both comparisons always run: no early exit that would time the username.
-        user_ok = hmac.compare_digest(username, self._username)
-        password_ok = hmac.compare_digest(password, self._password)
-        return bool(sep) and user_ok and password_ok
 
 
 async def read_body_limited(request: Request, limit: int, seconds: float = 20.0) -> bytes:
@@ -147,10 +128,8 @@ def create_app(ctx: PipelineContext) -> Starlette:
     registry = CollectorRegistry()
     metrics = IntakeMetrics(registry)
     registry.register(PipelineCollector(ctx.db, ctx.shared_counters, settings.metrics_cache_seconds))
-    settings.require("intake_username", "intake_password")
-    assert settings.intake_username is not None and settings.intake_password is not None
-    auth = BasicAuthChecker(settings.intake_username, settings.intake_password.get_secret_value())
-    expected_account = settings.bandwidth_account_id
+    if not ctx.accounts.current().from_file:
+        settings.require("intake_username", "intake_password")
 
     recorder: GroupCommitRecorder[AcceptedEvent, EventResult] = GroupCommitRecorder(
         event_batch_writer(ctx, lambda how, n: metrics.messages.labels(how).inc(n)),
@@ -161,6 +140,13 @@ def create_app(ctx: PipelineContext) -> Starlette:
     )
 
     async def accept(request: Request, parse: Callable[[bytes], AcceptedEvent]) -> Response:
+        path_account = request.path_params.get("account")
+        try:
+            account = bandwidth_account(ctx.accounts.current(), path_account)
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
+        assert account.callback_username is not None and account.callback_password is not None
+        auth = BasicAuthChecker(account.callback_username, account.callback_password.get())
         if not auth.check(request.headers.get("authorization")):
             return error(
                 401,
@@ -177,12 +163,10 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(rejected.status, rejected.code, rejected.message)
         except ClientDisconnect:
             return error(400, "bad_request", "client disconnected")
-        if expected_account and event.account_id not in (None, expected_account):
+        expected = path_account or (account.account_id if account.account_id != ANY_ACCOUNT else None)
+        if expected and event.account_id not in (None, expected):
             log.warning(
-                "refused %s event for account %s (configured: %s)",
-                event.event_type,
-                event.account_id,
-                expected_account,
+                "refused %s event for account %s (expected: %s)", event.event_type, event.account_id, expected
             )
             return error(422, "unexpected_account", f"account {event.account_id} is not archived here")
         return await store(event)
@@ -210,15 +194,12 @@ def create_app(ctx: PipelineContext) -> Starlette:
                 )
         return Response(status_code=204, headers={"X-Archiver-Event": recorded.value})
 
-    twilio_tokens = [
-        secret.get_secret_value()
-        for secret in (settings.twilio_auth_token, settings.twilio_secondary_auth_token)
-        if secret is not None
-    ]
-
     async def twilio_webhook(request: Request) -> Response:
-        if settings.twilio_auth_token is None:
-            return error(404, "not_configured", "Twilio is not configured here (ARCHIVER_TWILIO_AUTH_TOKEN)")
+        try:
+            account = twilio_account(ctx.accounts.current(), request.path_params.get("account"))
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
+        twilio_tokens = account.signing_tokens()
         signature = request.headers.get("x-twilio-signature")
         if not signature:  # refused before its body is read
             return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
@@ -241,7 +222,7 @@ def create_app(ctx: PipelineContext) -> Starlette:
         try:  # parsed only once the signature is known good
             fields = event_fields(content_type, raw, query, signed)
             event = parse_twilio_event(
-                fields, raw.decode("utf-8", "replace") or json.dumps(fields), settings.twilio_account_sid
+                fields, raw.decode("utf-8", "replace") or json.dumps(fields), account.account_id
             )
         except EventRejected as rejected:
             return error(rejected.status, rejected.code, rejected.message)
@@ -280,12 +261,14 @@ def create_app(ctx: PipelineContext) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route(
-                "/webhooks/bandwidth",
-                measured(metrics, "bandwidth", bandwidth_webhook),
-                methods=["GET", "POST"],
+            *(
+                Route(path, measured(metrics, "bandwidth", bandwidth_webhook), methods=["GET", "POST"])
+                for path in ("/webhooks/bandwidth", "/webhooks/bandwidth/{account}")
             ),
-            Route("/webhooks/twilio", measured(metrics, "twilio", twilio_webhook), methods=["GET", "POST"]),
+            *(
+                Route(path, measured(metrics, "twilio", twilio_webhook), methods=["GET", "POST"])
+                for path in ("/webhooks/twilio", "/webhooks/twilio/{account}")
+            ),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         # Anything unexpected: a JSON 500 (the error is logged by archiver.intake.server.CatchAll).

@@ -21,6 +21,7 @@ from archiver.ops.status import dead_letters_query
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, schedule_now
 from archiver.pipeline.leases import transition
+from archiver.pipeline.tenants import AccountUnknown
 from archiver.storage.objects import StoredObject, VerificationFailed
 
 
@@ -212,7 +213,13 @@ def reconcile(ctx: PipelineContext, *, read_back: bool = False, batch: int = 500
     while True:
         with ctx.db.sessionmaker() as session:
             rows = session.execute(
-                select(ArchivedObject, ArchiveItem.provider, ArchiveItem.kind, ArchiveItem.provider_id)
+                select(
+                    ArchivedObject,
+                    ArchiveItem.provider,
+                    ArchiveItem.kind,
+                    ArchiveItem.provider_id,
+                    ArchiveItem.account_id,
+                )
                 .join(ArchiveItem, ArchiveItem.id == ArchivedObject.item_id)
                 .where(ArchivedObject.id > last_id)
                 .order_by(ArchivedObject.id)
@@ -220,14 +227,14 @@ def reconcile(ctx: PipelineContext, *, read_back: bool = False, batch: int = 500
             ).all()
         if not rows:
             return report
-        for obj, provider, kind, provider_id in rows:
+        for obj, provider, kind, provider_id, account_id in rows:
             last_id = obj.id
             stored = StoredObject(obj.s3_bucket, obj.s3_key, obj.size_bytes, obj.sha256, obj.s3_checksum)
             report.checked += 1
             report.bytes += obj.size_bytes
             try:
-                ctx.store.verify(stored, read_back=read_back)
-            except (VerificationFailed, ClientError, BotoCoreError) as exc:
+                ctx.store_for(provider, account_id).verify(stored, read_back=read_back)
+            except (VerificationFailed, ClientError, BotoCoreError, AccountUnknown) as exc:
                 report.mismatches.append(
                     {
                         "item_id": obj.item_id,

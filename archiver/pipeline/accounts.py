@@ -1,7 +1,15 @@
-"""Provider accounts paused while the provider refuses their credentials (invariant 6).
+"""Provider accounts paused while they cannot be served (invariant 6).
 
-A problem of an account is not a problem of its items. When the provider refuses an account's
-credentials (the token endpoint refuses the client; the API answers 401/403 to a new token):
+A problem of an account is not a problem of its items. An account is paused (``pause_reason``) when
+
+* ``credentials``: the provider refuses its credentials (the token endpoint refuses the client; the
+  API answers 401/403 to a new token); checked again with a new token and a cheap request;
+* ``storage``: its bucket refuses us (access denied, no such bucket, its role or KMS key refused);
+  checked again by writing a probe object under its prefix;
+* ``removed``: it left the accounts registry; checked again by looking at the registry, so its
+  items resume if it comes back.
+
+For each:
 
 * the step that met the refusal pauses the account (:func:`pause_account`), in the transaction that
   records the item's failure; the item spends no attempt, is never dead-lettered, and waits;
@@ -33,12 +41,22 @@ from sqlalchemy.orm import Session
 from archiver.core.config import Settings
 from archiver.db.models import AccountState, ArchiveItem, PauseReason, Provider, ProviderAccount
 from archiver.db.upsert import insert_ignore
+from archiver.pipeline.tenants import AccountUnknown
 from archiver.providers.errors import CredentialsRefused
+from archiver.storage.objects import storage_refused
 
 if TYPE_CHECKING:  # the context holds a PausedAccounts: imported by it, not importing it
     from archiver.pipeline.context import PipelineContext
 
-__all__ = ["PausedAccounts", "check_paused_accounts", "not_paused", "pause_account", "paused_accounts"]
+__all__ = [
+    "PausedAccounts",
+    "check_account",
+    "check_paused_accounts",
+    "describe_pause",
+    "not_paused",
+    "pause_account",
+    "paused_accounts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +86,19 @@ def _locked(session: Session, provider: str, account_id: str, now: datetime) -> 
     ).one()
 
 
+#: What the pause is about, as its log line and ``archiver status`` say it.
+CAUSES = {
+    PauseReason.CREDENTIALS.value: "credentials refused",
+    PauseReason.STORAGE.value: "bucket refused",
+    PauseReason.REMOVED.value: "not in the accounts registry",
+}
+
+
+def describe_pause(provider: str, reason: str | None) -> str:
+    """ "Bandwidth credentials refused", "Twilio bucket refused", …"""
+    return f"{PROVIDER_NAMES.get(provider, provider)} {CAUSES.get(reason or '', reason or 'paused')}"
+
+
 def _log_once_per_interval(row: ProviderAccount, settings: Settings, now: datetime) -> None:
     interval = timedelta(seconds=settings.account_pause_max_seconds)
     if row.logged_at is not None and now - row.logged_at < interval:
@@ -75,9 +106,9 @@ def _log_once_per_interval(row: ProviderAccount, settings: Settings, now: dateti
     row.logged_at = now
     assert row.paused_since is not None and row.check_at is not None
     log.error(
-        "%s credentials refused since %s for account %s: %s. Its items wait (no attempt spent, nothing "
-        "dead-lettered, nothing deleted); the credentials are checked again at %s",
-        PROVIDER_NAMES.get(row.provider, row.provider),
+        "%s since %s for account %s: %s. Its items wait (no attempt spent, nothing "
+        "dead-lettered, nothing deleted); checked again at %s",
+        describe_pause(row.provider, row.pause_reason),
         row.paused_since.isoformat(timespec="seconds"),
         row.account_id,
         row.message,
@@ -86,18 +117,25 @@ def _log_once_per_interval(row: ProviderAccount, settings: Settings, now: dateti
 
 
 def pause_account(
-    session: Session, settings: Settings, provider: str, account_id: str, message: str, now: datetime
+    session: Session,
+    settings: Settings,
+    provider: str,
+    account_id: str,
+    message: str,
+    now: datetime,
+    cause: str = PauseReason.CREDENTIALS,
 ) -> ProviderAccount:
-    """Pause the account (or keep it paused) because its credentials were refused; in the caller's
-    transaction."""
+    """Pause the account (or keep it paused) for ``cause``; in the caller's transaction."""
     row = _locked(session, provider, account_id, now)
+    if row.state == AccountState.PAUSED and row.pause_reason != cause:
+        row.pause_reason = cause  # the latest problem is the one to check next
     if row.state != AccountState.PAUSED:
         relapse = (
             row.resumed_at is not None
             and row.paused_since is not None
             and now - row.resumed_at < 2 * timedelta(seconds=settings.account_pause_max_seconds)
         )
-        row.state, row.pause_reason = AccountState.PAUSED, PauseReason.CREDENTIALS
+        row.state, row.pause_reason = AccountState.PAUSED, cause
         if relapse:  # the check passed, yet the provider still refuses some request: no fresh start
             row.check_at = now + _next_check(settings, row.checks)
         else:
@@ -135,11 +173,26 @@ def _next_check(settings: Settings, checks: int) -> timedelta:
     )
 
 
-def _check_credentials(ctx: PipelineContext, provider: str, account_id: str) -> None:
-    if provider == Provider.BANDWIDTH:
-        ctx.bandwidth.check_credentials(account_id)
-    else:
-        ctx.twilio.check_credentials()
+class StillRefused(Exception):
+    """A paused account's check found the problem still there."""
+
+
+def check_account(ctx: PipelineContext, provider: str, account_id: str, cause: str | None) -> None:
+    """Raise unless the account's ``cause`` of pause is gone (any other exception: no answer)."""
+    if not ctx.tenants.knows(provider, account_id):
+        raise AccountUnknown(provider, account_id)
+    if cause == PauseReason.STORAGE:
+        try:
+            ctx.store_for(provider, account_id).check_writable()
+        except Exception as exc:
+            if storage_refused(exc) is not None:
+                raise StillRefused(storage_refused(exc)) from None
+            raise
+    elif cause != PauseReason.REMOVED:
+        if provider == Provider.BANDWIDTH:
+            ctx.bandwidth_for(account_id).check_credentials(account_id)
+        else:
+            ctx.twilio_for(account_id).check_credentials()
 
 
 class PausedAccounts:
@@ -178,14 +231,15 @@ def check_paused_accounts(ctx: PipelineContext) -> int:
         for row in due:
             row.checks += 1
             row.check_at = now + _next_check(ctx.settings, row.checks)
-        claimed = [(row.provider, row.account_id) for row in due]
+        claimed = [(row.provider, row.account_id, row.pause_reason) for row in due]
     resumed = 0
-    for provider, account_id in claimed:
+    for provider, account_id, cause in claimed:
         try:
-            _check_credentials(ctx, provider, account_id)
-        except CredentialsRefused as refused:
+            check_account(ctx, provider, account_id, cause)
+        except (CredentialsRefused, StillRefused, AccountUnknown) as refused:
+            now, still = ctx.clock.now(), _cause_of(refused, cause)
             with ctx.db.transaction() as uow:
-                pause_account(uow.session, ctx.settings, provider, account_id, str(refused), ctx.clock.now())
+                pause_account(uow.session, ctx.settings, provider, account_id, str(refused), now, still)
             continue
         except Exception as exc:  # unreachable, busy, 5xx: no answer about the credentials
             log.warning("credentials of %s account %s not checked (next time): %s", provider, account_id, exc)
@@ -194,18 +248,26 @@ def check_paused_accounts(ctx: PipelineContext) -> int:
     return resumed
 
 
+def _cause_of(refused: Exception, cause: str | None) -> str:
+    if isinstance(refused, AccountUnknown):
+        return PauseReason.REMOVED
+    if isinstance(refused, CredentialsRefused):
+        return PauseReason.CREDENTIALS
+    return cause or PauseReason.STORAGE
+
+
 def _resume(ctx: PipelineContext, provider: str, account_id: str) -> int:
     now = ctx.clock.now()
     with ctx.db.transaction() as uow:
         row = _locked(uow.session, provider, account_id, now)
         if row.state != AccountState.PAUSED:
             return 0
-        since = row.paused_since
+        since, cause = row.paused_since, row.pause_reason
         row.state, row.pause_reason, row.check_at = AccountState.ACTIVE, None, None
         row.updated_at = row.resumed_at = now
     log.warning(
-        "%s credentials accepted again for account %s (refused since %s): its items resume",
-        PROVIDER_NAMES.get(provider, provider),
+        "%s no more, for account %s (since %s): its items resume",
+        describe_pause(provider, cause),
         account_id,
         since.isoformat(timespec="seconds") if since else "?",
     )

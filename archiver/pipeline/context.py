@@ -1,4 +1,5 @@
-"""Everything a pipeline step needs, built once per process from the settings."""
+"""Everything a pipeline step needs, built once per process from the settings: the database, the
+clock, the dispatcher, and each account's clients and storage (:mod:`archiver.pipeline.tenants`)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ from uuid import uuid4
 
 import redis
 
+from archiver.accounts import ANY_ACCOUNT, Accounts
 from archiver.core.clock import Clock, clock_from_settings
-from archiver.core.config import Settings, env_name
+from archiver.core.config import ConfigError, Settings, env_name
 from archiver.core.counters import SharedCounters
-from archiver.core.rate_budget import RateBudget
 from archiver.db.session import Database
 from archiver.pipeline.accounts import PausedAccounts
 from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
+from archiver.pipeline.tenants import AccountClients
 from archiver.providers.bandwidth import BandwidthClient
 from archiver.providers.credentials import SecretSource
-from archiver.providers.http import ProviderHttp
 from archiver.providers.twilio import TwilioClient
 from archiver.storage.objects import ObjectStore, make_s3_client
 
@@ -31,9 +32,7 @@ class PipelineContext:
     db: Database
     clock: Clock
     dispatcher: Dispatcher
-    _bandwidth: BandwidthClient | None = field(default=None, repr=False)
     _store: ObjectStore | None = field(default=None, repr=False)
-    _twilio: TwilioClient | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
@@ -48,25 +47,59 @@ class PipelineContext:
             dispatcher=dispatcher,
         )
 
+    @cached_property
+    def accounts(self) -> Accounts:
+        """The accounts served, read again when the registry file changes."""
+        return Accounts(self.settings)
+
+    @cached_property
+    def tenants(self) -> AccountClients:
+        """Each account's provider clients and storage target."""
+        return AccountClients(
+            self.settings, self.accounts, self.clock, self.shared_counters, self._shared_redis
+        )
+
+    def bandwidth_for(self, account_id: str) -> BandwidthClient:
+        return self.tenants.bandwidth(account_id)
+
+    def twilio_for(self, account_sid: str) -> TwilioClient:
+        return self.tenants.twilio(account_sid)
+
+    def store_for(self, provider: str, account_id: str) -> ObjectStore:
+        return self.tenants.store(provider, account_id)
+
+    def _only(self, provider: str) -> str:
+        named = self.accounts.current().named(provider)
+        if named is None:
+            return ANY_ACCOUNT
+        if len(named) != 1:
+            raise ConfigError(f"{len(named)} {provider} accounts are served here: name the account")
+        return named[0]
+
     @property
     def bandwidth(self) -> BandwidthClient:
-        if self._bandwidth is None:
-            s = self.settings
-            s.require("bandwidth_client_id", "bandwidth_client_secret")
-            assert s.bandwidth_client_id is not None and s.bandwidth_client_secret is not None
-            self._bandwidth = BandwidthClient(
-                base_url=s.bandwidth_base_url,
-                client_id=s.bandwidth_client_id,
-                client_secret=self.secret("bandwidth_client_secret"),
-                token_url=s.bandwidth_token_url,
-                connect_timeout=s.http_connect_timeout_seconds,
-                read_timeout=s.http_read_timeout_seconds,
-                clock=self.clock,
+        """The Bandwidth client of the only Bandwidth account (the single-account case)."""
+        return self.bandwidth_for(self._only("bandwidth"))
+
+    @property
+    def twilio(self) -> TwilioClient:
+        """The Twilio client of the only Twilio account (the single-account case)."""
+        return self.twilio_for(self._only("twilio"))
+
+    @property
+    def store(self) -> ObjectStore:
+        """The archive of the single-account environment (``ARCHIVER_S3_*``)."""
+        if self.accounts.current().accounts():
+            first = self.accounts.current().accounts()[0]
+            return self.store_for(first.provider, first.account_id)
+        self.settings.require("s3_bucket")
+        assert self.settings.s3_bucket is not None
+        if self._store is None:
+            client = make_s3_client(
+                region=self.settings.s3_region, endpoint_url=self.settings.s3_endpoint_url
             )
-            self._wire(self._bandwidth.tokens, s.bandwidth_client_id, 0.0)
-            account = s.bandwidth_account_id or s.bandwidth_client_id
-            self._wire(self._bandwidth, account, s.bandwidth_requests_per_second)
-        return self._bandwidth
+            self._store = ObjectStore(client, self.settings.s3_bucket, prefix=self.settings.s3_prefix)
+        return self._store
 
     def secret(self, name: str) -> SecretSource:
         """A secret of the settings, read again from its file (if it came from one) when refused."""
@@ -87,58 +120,6 @@ class PipelineContext:
         """Metric counters every worker adds to (in Redis), for the metrics endpoint."""
         return SharedCounters(self._shared_redis) if self._shared_redis is not None else None
 
-    def _wire(self, client: ProviderHttp, account: str, rate: float) -> None:
-        """What every provider client shares: metric counters, in-place retries and the account's
-        request budget (when one is configured)."""
-        s = self.settings
-        client.counters = self.shared_counters
-        client.retries, client.retry_backoff = s.http_retries, s.http_retry_backoff_seconds
-        if rate > 0 and self._shared_redis is not None:
-            client.budget = RateBudget.for_account(
-                self._shared_redis,
-                client.provider_name,
-                account,
-                rate,
-                burst=s.rate_budget_burst or max(1.0, rate),
-                max_wait=s.rate_budget_max_wait_seconds,
-            )
-
-    @property
-    def twilio(self) -> TwilioClient:
-        if self._twilio is None:
-            s = self.settings
-            s.require("twilio_account_sid")
-            if s.twilio_api_key_sid or s.twilio_api_key_secret:
-                s.require("twilio_api_key_sid", "twilio_api_key_secret")
-                user, secret = s.twilio_api_key_sid, self.secret("twilio_api_key_secret")
-            else:
-                s.require("twilio_auth_token")
-                user, secret = s.twilio_account_sid, self.secret("twilio_auth_token")
-            assert s.twilio_account_sid is not None and user is not None
-            self._twilio = TwilioClient(
-                base_url=s.twilio_base_url,
-                account_sid=s.twilio_account_sid,
-                username=user,
-                secret=secret,
-                media_hosts=s.twilio_media_host_patterns,
-                connect_timeout=s.http_connect_timeout_seconds,
-                read_timeout=s.http_read_timeout_seconds,
-                clock=self.clock,
-            )
-            self._wire(self._twilio, s.twilio_account_sid, s.twilio_requests_per_second)
-        return self._twilio
-
-    @property
-    def store(self) -> ObjectStore:
-        if self._store is None:
-            self.settings.require("s3_bucket")
-            assert self.settings.s3_bucket is not None
-            client = make_s3_client(
-                region=self.settings.s3_region, endpoint_url=self.settings.s3_endpoint_url
-            )
-            self._store = ObjectStore(client, self.settings.s3_bucket)
-        return self._store
-
     @cached_property
     def paused_accounts(self) -> PausedAccounts:
         """This process's view of the paused provider accounts (a few seconds old at most)."""
@@ -158,8 +139,6 @@ class PipelineContext:
         return f"{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
 
     def close(self) -> None:
-        if self._bandwidth is not None:
-            self._bandwidth.close()
-        if self._twilio is not None:
-            self._twilio.close()
+        if "tenants" in self.__dict__:
+            self.tenants.close()
         self.db.dispose()

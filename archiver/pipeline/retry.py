@@ -7,8 +7,10 @@
 * permanent failures (other 4xx, invalid ids or bodies, an integrity alarm: S3 already holds
   another object at our key) are dead-lettered at once;
 * "not ready yet" (a recording still processing) waits without counting as an attempt;
-* the provider refusing the account's credentials pauses the account: the item is not at fault, so
-  it spends no attempt and is never dead-lettered; it waits for the account (a due time).
+* the provider refusing the account's credentials, the account's bucket refusing us (access denied,
+  no such bucket, a role or key refused) and an account no longer in the registry pause the
+  account: the item is not at fault, so it spends no attempt and is never dead-lettered; it waits
+  for the account (a due time).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from archiver.core.ids import InvalidId
+from archiver.pipeline.tenants import AccountUnknown
 from archiver.providers.errors import CredentialsRefused, ProviderError, RateLimited
 from archiver.storage.media_checks import MediaInvalid
-from archiver.storage.objects import IntegrityAlarm, VerificationFailed
+from archiver.storage.objects import IntegrityAlarm, VerificationFailed, storage_refused
 
 
 class NotReady(Exception):
@@ -51,10 +54,13 @@ class DeadLetter:
 
 @dataclass(frozen=True)
 class PauseAccount:
-    """The account's credentials were refused: pause the account; the item waits for it."""
+    """The account cannot be served (its credentials or its bucket refused, or it left the
+    registry): pause the account; the item waits for it."""
 
     provider: str
     reason: str
+    #: ``credentials``, ``storage`` or ``removed`` (:class:`archiver.db.models.PauseReason`).
+    cause: str = "credentials"
 
 
 Decision = Retry | DeadLetter | PauseAccount
@@ -75,6 +81,11 @@ class RetryPolicy:
         reason = f"{type(error).__name__}: {error}"[:2000]
         if isinstance(error, CredentialsRefused):
             return PauseAccount(error.provider, reason)
+        if isinstance(error, AccountUnknown):
+            return PauseAccount(error.provider, reason, "removed")
+        refused = storage_refused(error)
+        if refused is not None:
+            return PauseAccount("storage", refused, "storage")
         if isinstance(error, NotReady):
             return Retry(delay=error.delay, counts_as_attempt=False, reason=reason)
         if isinstance(error, RateLimited):

@@ -204,7 +204,15 @@ def _fail(ctx: PipelineContext, item: ArchiveItem, state: str, owner: str, error
         if isinstance(decision, PauseAccount):
             # The account's problem, not the item's: no attempt spent, never dead-lettered. The
             # item is due, but the sweeper sends nothing of a paused account until it resumes.
-            pause_account(uow.session, ctx.settings, item.provider, item.account_id, decision.reason, now)
+            pause_account(
+                uow.session,
+                ctx.settings,
+                item.provider,
+                item.account_id,
+                decision.reason,
+                now,
+                decision.cause,
+            )
             ctx.paused_accounts.add(item.provider, item.account_id)
             owned.last_error = f"waiting for the account: {decision.reason}"
             owned.updated_at = owned.due_at = now
@@ -267,15 +275,14 @@ def _verified_copy(
         )
     for obj in objects:
         stored = StoredObject(obj.s3_bucket, obj.s3_key, obj.size_bytes, obj.sha256, obj.s3_checksum)
-        ctx.store.verify(stored, read_back=False)
+        ctx.store_for(item.provider, item.account_id).verify(stored, read_back=False)
 
 
 def _scope(ctx: PipelineContext, item: ArchiveItem) -> str:
-    scope = item.deletion_scope or deletion_scope(item.kind, ctx.settings.deletion_policy)
+    policy = ctx.tenants.deletion_policy(item.provider, item.account_id)
+    scope = item.deletion_scope or deletion_scope(item.kind, policy)
     if scope is None:
-        raise PermanentStepError(
-            f"deletion policy {ctx.settings.deletion_policy!r} deletes nothing of {item.kind}"
-        )
+        raise PermanentStepError(f"deletion policy {policy!r} deletes nothing of {item.kind}")
     return scope
 
 

@@ -166,7 +166,9 @@ def _record_archive(
     if result.next_state is ItemState.AWAITING_TRANSCRIPTION:
         owned.due_at = result.transcription_deadline
         owned.enqueued_at = None  # the callback or, at the deadline, the sweeper brings it back
-    elif deletion_scope(owned.kind, ctx.settings.deletion_policy) is not None:
+    elif (
+        deletion_scope(owned.kind, ctx.tenants.deletion_policy(owned.provider, owned.account_id)) is not None
+    ):
         return Applied(detail, Step.REQUEST_DELETION)  # sent, or gone on to, by the runner
     else:
         owned.due_at = owned.enqueued_at = None  # archive only: done

@@ -25,6 +25,7 @@ def request_transcript(
     media_url: str | None = None,
     source_sid: str | None = None,
     customer_key: str | None = None,
+    account_sid: str | None = None,
 ) -> tuple[str, int | None]:
     """Ask Twilio for a transcript and track it: the item is due after the poll interval, so that
     the sweeper polls its status if the webhook never comes (a due time, not a countdown)."""
@@ -35,9 +36,10 @@ def request_transcript(
     )
     if customer_key is not None and len(customer_key) > 64:
         raise ValueError("customer_key is longer than 64 characters")
-    document = ctx.twilio.create_transcript(service_sid, {"media_properties": properties}, customer_key)
+    client = ctx.twilio_for(validate("twilio_account", account_sid)) if account_sid else ctx.twilio
+    document = client.create_transcript(service_sid, {"media_properties": properties}, customer_key)
     sid = validate("twilio_transcript", document.data.get("sid"))
-    account = validate("twilio_account", document.data.get("account_sid") or ctx.twilio.account_sid)
+    account = validate("twilio_account", document.data.get("account_sid") or client.account_sid)
     event = AcceptedEvent(
         provider=Provider.TWILIO,
         event_type="transcript_requested",

@@ -31,7 +31,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -84,6 +84,8 @@ class MediaTarget:
     key: str
     content_type: str
     metadata: dict[str, str]
+    #: Added to every write (SSE-KMS: :attr:`ObjectStore.write_args`).
+    write_args: dict[str, str] = field(default_factory=dict)
 
 
 class _CheckedBody:
@@ -92,6 +94,7 @@ class _CheckedBody:
 
     def __init__(self, target: MediaTarget) -> None:
         self.client, self.bucket, self.key = target.client, target.bucket, target.key
+        self.write_args = target.write_args
         self.content_type, self.metadata = target.content_type, target.metadata
         self._sha256 = hashlib.sha256()
         self.size = 0
@@ -147,6 +150,7 @@ class SpooledUpload(_CheckedBody):
                 ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=checksum,
                 IfNoneMatch="*",  # never over an archived object (objects.py)
+                **self.write_args,  # type: ignore[arg-type]
             )
         except ClientError as error:
             if not precondition_failed(error):
@@ -196,6 +200,7 @@ class MultipartUpload(_CheckedBody):
                 Metadata=self.metadata,
                 ChecksumAlgorithm="CRC32",
                 ChecksumType="FULL_OBJECT",
+                **self.write_args,  # type: ignore[arg-type]
             )
             self._upload_id = created["UploadId"]
         # The full buffer itself goes to the upload (no copy); a fresh one takes its place.
@@ -240,6 +245,7 @@ class MultipartUpload(_CheckedBody):
                     ChecksumAlgorithm="CRC32",
                     ChecksumCRC32=crc,
                     IfNoneMatch="*",
+                    **self.write_args,  # type: ignore[arg-type]
                 )
                 return ours
             if self._fill:
@@ -298,7 +304,7 @@ def new_media_upload(
     settings: Settings,
 ) -> MediaUpload:
     """Spooled when the declared length allows it (see the module's docstring), in parts otherwise."""
-    target = MediaTarget(store.client, store.bucket, key, content_type, metadata)
+    target = MediaTarget(store.client, store.bucket, key, content_type, metadata, store.write_args)
     if expected_length is not None and expected_length <= settings.media_spool_max_bytes:
         directory = settings.media_spool_dir or tempfile.gettempdir()
         if spool_fits(expected_length, settings.media_spool_max_bytes, shutil.disk_usage(directory).free):

@@ -21,10 +21,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError, FlexibleChecksumError
+from botocore.exceptions import (
+    ClientError,
+    FlexibleChecksumError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -41,6 +47,44 @@ class VerificationFailed(Exception):
 
 class IntegrityAlarm(Exception):
     """The key already holds an object that is not ours: it was not overwritten."""
+
+
+#: What S3, STS and KMS answer when the account cannot reach its bucket at all: the account's
+#: problem (its role, its bucket, its key), not the item's (invariant 6).
+ACCOUNT_STORAGE_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "AccountProblem",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidToken",
+        "NoSuchBucket",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+        "KMS.AccessDeniedException",
+        "KMS.DisabledException",
+        "KMS.KMSInvalidStateException",
+        "KMS.NotFoundException",
+        "403",
+    }
+)
+
+
+def storage_refused(error: BaseException) -> str | None:
+    """Why the account's storage refuses us, or ``None`` if ``error`` is not such a refusal."""
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return f"no storage credentials: {error}"
+    if not isinstance(error, ClientError):
+        return None
+    details = error.response.get("Error", {})
+    code = str(details.get("Code", ""))
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in ACCOUNT_STORAGE_CODES or (status == 403 and code not in ("PreconditionFailed", "412")):
+        return f"{code or status}: {details.get('Message') or error}"
+    return None
 
 
 def precondition_failed(error: ClientError) -> bool:
@@ -85,9 +129,14 @@ def bandwidth_call_key(
 
 
 def make_s3_client(
-    *, region: str, endpoint_url: str | None, credentials: tuple[str, str] | None = None
+    *,
+    region: str,
+    endpoint_url: str | None,
+    credentials: tuple[str, str] | None = None,
+    session: boto3.Session | None = None,
 ) -> S3Client:
-    """An S3 client; credentials come from boto3's usual chain unless given (local stacks)."""
+    """An S3 client; credentials come from ``session`` (an assumed role), else from boto3's usual
+    chain unless given (local stacks)."""
     config = Config(
         region_name=region,
         retries={"max_attempts": 3, "mode": "standard"},
@@ -102,7 +151,8 @@ def make_s3_client(
         s3={"payload_signing_enabled": False},
     )
     access_key, secret_key = credentials if credentials else (None, None)
-    client: S3Client = boto3.client(
+    make = session.client if session is not None else boto3.client
+    client: S3Client = make(  # type: ignore[call-overload]
         "s3",
         endpoint_url=endpoint_url,
         config=config,
@@ -113,9 +163,23 @@ def make_s3_client(
 
 
 class ObjectStore:
-    def __init__(self, client: S3Client, bucket: str) -> None:
+    """One account's archive: a bucket, the prefix its keys go under, and, when configured, the KMS
+    key every object is encrypted with (checked again when the object is verified)."""
+
+    def __init__(
+        self, client: S3Client, bucket: str, *, prefix: str = "", kms_key_id: str | None = None
+    ) -> None:
         self.client = client
         self.bucket = bucket
+        self.prefix = prefix
+        self.kms_key_id = kms_key_id
+
+    @property
+    def write_args(self) -> dict[str, str]:
+        """What every write adds: SSE-KMS with the account's key, when it has one."""
+        if self.kms_key_id is None:
+            return {}
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
 
     def put_bytes(
         self,
@@ -142,6 +206,7 @@ class ObjectStore:
                 ChecksumSHA256=checksum_b64,
                 Metadata=meta,
                 IfNoneMatch="*",
+                **self.write_args,  # type: ignore[arg-type]
             )
         except ClientError as error:
             if not precondition_failed(error):
@@ -242,6 +307,11 @@ class ObjectStore:
                     raise VerificationFailed(f"{location}: no sha256 metadata or tag")
             if recorded not in (None, stored.sha256_hex):
                 raise VerificationFailed(f"{location}: recorded sha256 differs")
+            if self.kms_key_id is not None and (
+                head.get("ServerSideEncryption") != "aws:kms"
+                or not str(head.get("SSEKMSKeyId", "")).endswith(self.kms_key_id)
+            ):
+                raise VerificationFailed(f"{location}: not encrypted with the account's KMS key")
             if read_body:
                 try:
                     body = head["Body"].read()  # bounded: the length was checked first
@@ -252,6 +322,33 @@ class ObjectStore:
         finally:
             if read_body:
                 head["Body"].close()
+
+    def check_writable(self) -> str:
+        """Prove the bucket takes a write under the prefix (with the account's KMS key, if any): a
+        small probe object, written, read back, then deleted. Returns its key; raises the S3 error."""
+        key = object_key(self.prefix, ".archiver-check", uuid4().hex)
+        body = b"archiver write check\n"
+        stored = self.put_bytes(key, body, content_type="text/plain")
+        self.verify(stored)
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+        return key
+
+    def object_lock(self) -> str | None:
+        """The bucket's default Object Lock retention ("COMPLIANCE 365 days"), ``"enabled"`` without
+        a default, or ``None`` when Object Lock is not enabled."""
+        try:
+            config = self.client.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+        except ClientError as error:
+            if "ObjectLockConfigurationNotFound" in str(error.response.get("Error", {}).get("Code", "")):
+                return None
+            raise
+        if config.get("ObjectLockEnabled") != "Enabled":
+            return None
+        default = config.get("Rule", {}).get("DefaultRetention", {})
+        if not default:
+            return "enabled"
+        length = f"{default['Days']} days" if "Days" in default else f"{default.get('Years')} years"
+        return f"{default.get('Mode')} {length}"
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist (for the demo and tests; production buckets are

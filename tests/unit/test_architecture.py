@@ -21,17 +21,26 @@ STILL_TO_SPLIT = {}
 ALLOWED = {
     "archiver.core": set(),
     "archiver.db": {"archiver.core"},
+    "archiver.accounts": {"archiver.core"},
     "archiver.providers": {"archiver.core"},
     "archiver.storage": {"archiver.core"},
     "archiver.simulator": {"archiver.core"},  # the provider peer knows nothing of the pipeline
-    "archiver.pipeline": {"archiver.core", "archiver.db", "archiver.providers", "archiver.storage"},
-    "archiver.backfill": {"archiver.core", "archiver.db", "archiver.providers", "archiver.storage", "archiver.pipeline"},
-    "archiver.ops": {"archiver.core", "archiver.db", "archiver.providers", "archiver.storage", "archiver.pipeline"},
-    "archiver.intake": {"archiver.core", "archiver.db", "archiver.pipeline", "archiver.ops"},
-    "archiver.local": {"archiver.core", "archiver.db", "archiver.storage", "archiver.ops"},
+    "archiver.pipeline": {
+        "archiver.core", "archiver.db", "archiver.accounts", "archiver.providers", "archiver.storage",
+    },
+    "archiver.backfill": {
+        "archiver.core", "archiver.db", "archiver.accounts", "archiver.providers", "archiver.storage",
+        "archiver.pipeline",
+    },
+    "archiver.ops": {
+        "archiver.core", "archiver.db", "archiver.accounts", "archiver.providers", "archiver.storage",
+        "archiver.pipeline",
+    },
+    "archiver.intake": {"archiver.core", "archiver.db", "archiver.accounts", "archiver.pipeline", "archiver.ops"},
+    "archiver.local": {"archiver.core", "archiver.db", "archiver.accounts", "archiver.storage", "archiver.ops"},
     "workers": {
-        "archiver.core", "archiver.db", "archiver.providers", "archiver.storage", "archiver.pipeline",
-        "archiver.backfill",
+        "archiver.core", "archiver.db", "archiver.accounts", "archiver.providers", "archiver.storage",
+        "archiver.pipeline", "archiver.backfill",
     },
 }  # fmt: skip
 

@@ -14,6 +14,26 @@ class ProviderSettings(BaseModel):
     """The providers: Bandwidth's and Twilio's accounts, credentials and hosts, and how requests
     to them are made and paced."""
 
+    accounts_file: str | None = Field(
+        default=None,
+        description=(
+            "The accounts registry (TOML, docs/accounts.md): every Bandwidth and Twilio account served, "
+            "each with its credentials (references to files or variables), webhook credentials, bucket "
+            "and rules. Unset: one account per provider, from the `ARCHIVER_BANDWIDTH_*` and "
+            "`ARCHIVER_TWILIO_*` settings; set, those per-account settings (and the intake's Basic "
+            "credentials) must be unset."
+        ),
+    )
+    accounts_reload_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description=(
+            "How often each process looks whether the registry file changed (its size, time or inode); "
+            "a changed file is read and validated again, and a file that no longer validates is "
+            "refused (logged as an ERROR) while the last good registry stays in use."
+        ),
+    )
     bandwidth_account_id: str | None = Field(
         default=None,
         description=("When set, the intake refuses events of other accounts (422)."),

@@ -59,11 +59,14 @@ def segments_from(data: Any, transcription_id: str) -> list[Segment]:
 class RealtimeTranscriptionHandler:
     def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
         account_id, call_id, transcription_id = _ids(item)
-        document = ctx.bandwidth.get_realtime_transcription(account_id, call_id, transcription_id)
+        document = ctx.bandwidth_for(account_id).get_realtime_transcription(
+            account_id, call_id, transcription_id
+        )
         segments = segments_from(document.data, transcription_id)
         day = item.provider_started_at or item.created_at
-        key = bandwidth_call_key(ctx.settings.s3_prefix, account_id, day, call_id, transcription_id, FILENAME)
-        stored = ctx.store.put_bytes(
+        store = ctx.store_for("bandwidth", account_id)
+        key = bandwidth_call_key(store.prefix, account_id, day, call_id, transcription_id, FILENAME)
+        stored = store.put_bytes(
             key,
             document.body,
             content_type="application/json",
@@ -74,7 +77,7 @@ class RealtimeTranscriptionHandler:
                 "transcription-id": transcription_id,
             },
         )
-        ctx.store.verify(stored)
+        store.verify(stored)
         return ArchiveResult(
             parts=[StoredPart("transcription", stored, "application/json")], segments=segments
         )
@@ -83,10 +86,10 @@ class RealtimeTranscriptionHandler:
         raise PermanentStepError("a real-time transcription has no separate transcription step")
 
     def delete(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> DeleteOutcome:
-        return ctx.bandwidth.delete_realtime_transcription(*_ids(item))
+        return ctx.bandwidth_for(item.account_id).delete_realtime_transcription(*_ids(item))
 
     def exists(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> bool:
-        return ctx.bandwidth.realtime_transcription_exists(*_ids(item))
+        return ctx.bandwidth_for(item.account_id).realtime_transcription_exists(*_ids(item))
 
     def required_roles(self, item: ArchiveItem) -> set[str]:
         return {"transcription"}

@@ -120,7 +120,7 @@ class RecordingHandler:
 
     def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
         account_id, call_id, recording_id = _ids(item)
-        document = ctx.bandwidth.get_recording(account_id, call_id, recording_id)
+        document = ctx.bandwidth_for(item.account_id).get_recording(account_id, call_id, recording_id)
         meta = document.data if isinstance(document.data, dict) else {}
         status = str(meta.get("status") or "").lower()
         if status == "error":
@@ -135,7 +135,7 @@ class RecordingHandler:
         channels = meta.get("channels") if isinstance(meta.get("channels"), int) else None
         duration = parse_duration(meta.get("duration"))
         day = parse_timestamp(meta.get("startTime")) or item.provider_started_at or item.created_at
-        prefix = ctx.settings.s3_prefix
+        prefix = ctx.store_for("bandwidth", item.account_id).prefix
 
         def key(filename: str) -> str:
             return bandwidth_call_key(prefix, account_id, day, call_id, recording_id, filename)
@@ -146,14 +146,14 @@ class RecordingHandler:
             "call-id": call_id,
             "recording-id": recording_id,
         }
-        stored_meta = ctx.store.put_bytes(
+        stored_meta = ctx.store_for("bandwidth", item.account_id).put_bytes(
             key("recording-metadata.json"),
             document.body,
             content_type="application/json",
             metadata=tags,
             mutable=True,  # a later fetch may differ (the transcription's status): the first copy stands
         )
-        ctx.store.verify(stored_meta)
+        ctx.store_for("bandwidth", item.account_id).verify(stored_meta)
         parts = [StoredPart("metadata", stored_meta, "application/json")]
         parts.append(
             self._archive_media(
@@ -189,13 +189,13 @@ class RecordingHandler:
         if duration is not None:
             metadata["duration-seconds"] = f"{duration:g}"
 
-        with ctx.bandwidth.stream_media(*_ids(item)) as response:
+        with ctx.bandwidth_for(item.account_id).stream_media(*_ids(item)) as response:
             declared = response.headers.get("content-length")
             expected = int(declared) if declared and declared.isdigit() else None
 
             def make_upload() -> MediaUpload:
                 return new_media_upload(
-                    ctx.store,
+                    ctx.store_for("bandwidth", item.account_id),
                     key,
                     content_type=CONTENT_TYPES[file_format],
                     metadata=metadata,
@@ -210,20 +210,25 @@ class RecordingHandler:
                 file_format=file_format,
                 channels=channels,
             )
-        ctx.store.verify(stored)
+        ctx.store_for("bandwidth", item.account_id).verify(stored)
         return StoredPart("media", stored, CONTENT_TYPES[file_format])
 
     # --- the transcription ----------------------------------------------------------------------------
 
     def archive_transcription(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
         account_id, call_id, recording_id = _ids(item)
-        meta = ctx.bandwidth.get_recording(account_id, call_id, recording_id).data
+        meta = ctx.bandwidth_for(item.account_id).get_recording(account_id, call_id, recording_id).data
         day = parse_timestamp(meta.get("startTime")) if isinstance(meta, dict) else None
         day = day or item.provider_started_at or item.created_at
 
         def key(filename: str) -> str:
             return bandwidth_call_key(
-                ctx.settings.s3_prefix, account_id, day, call_id, recording_id, filename
+                ctx.store_for("bandwidth", item.account_id).prefix,
+                account_id,
+                day,
+                call_id,
+                recording_id,
+                filename,
             )
 
         tags = {
@@ -264,15 +269,17 @@ class RecordingHandler:
         wait = timedelta(seconds=s.transcription_wait_seconds)
         if transcription and status in ("available", "completed", "complete"):
             account_id, call_id, recording_id = _ids(item)
-            document = ctx.bandwidth.get_recording_transcription(account_id, call_id, recording_id)
+            document = ctx.bandwidth_for(item.account_id).get_recording_transcription(
+                account_id, call_id, recording_id
+            )
             segments = transcription_segments(document.data)
-            stored = ctx.store.put_bytes(
+            stored = ctx.store_for("bandwidth", item.account_id).put_bytes(
                 key("recording-transcription.json"),
                 document.body,
                 content_type="application/json",
                 metadata=tags,
             )
-            ctx.store.verify(stored)
+            ctx.store_for("bandwidth", item.account_id).verify(stored)
             result.parts.append(StoredPart("transcription", stored, "application/json"))
             result.segments = segments
             result.transcription_state = TranscriptionState.ARCHIVED
@@ -331,7 +338,7 @@ class RecordingHandler:
             )
             return False
         try:
-            ctx.bandwidth.request_transcription(
+            ctx.bandwidth_for(item.account_id).request_transcription(
                 *_ids(item),
                 callback_url=f"{s.public_base_url}/webhooks/bandwidth",
                 username=s.intake_username,
@@ -353,13 +360,13 @@ class RecordingHandler:
 
     def delete(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> DeleteOutcome:
         if scope == "media":
-            return ctx.bandwidth.delete_recording_media(*_ids(item))
-        return ctx.bandwidth.delete_recording(*_ids(item))
+            return ctx.bandwidth_for(item.account_id).delete_recording_media(*_ids(item))
+        return ctx.bandwidth_for(item.account_id).delete_recording(*_ids(item))
 
     def exists(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> bool:
         if scope == "media":
-            return ctx.bandwidth.media_exists(*_ids(item))
-        return ctx.bandwidth.recording_exists(*_ids(item))
+            return ctx.bandwidth_for(item.account_id).media_exists(*_ids(item))
+        return ctx.bandwidth_for(item.account_id).recording_exists(*_ids(item))
 
     def required_roles(self, item: ArchiveItem) -> set[str]:
         roles = {"metadata", "media"}

@@ -26,7 +26,7 @@ from archiver.pipeline.handlers.base import (
 from archiver.pipeline.retry import PermanentStepError
 from archiver.providers.http import DeleteOutcome
 from archiver.storage.media_upload import MediaUpload, new_media_upload, upload_media
-from archiver.storage.objects import object_key
+from archiver.storage.objects import ObjectStore, object_key
 
 if TYPE_CHECKING:
     from archiver.db.models import ArchiveItem
@@ -50,7 +50,8 @@ class TwilioTranscriptHandler:
     def archive(self, ctx: PipelineContext, item: ArchiveItem) -> ArchiveResult:
         sid = validate("twilio_transcript", item.provider_id)
         account = validate("twilio_account", item.account_id)
-        client, s = ctx.twilio, ctx.settings
+        client, s = ctx.twilio_for(item.account_id), ctx.settings
+        store = ctx.store_for("twilio", item.account_id)
         document = client.get_transcript(sid)
         data = document.data if isinstance(document.data, dict) else {}
         status = str(data.get("status") or "").lower()
@@ -65,7 +66,7 @@ class TwilioTranscriptHandler:
 
         def key(filename: str) -> str:
             return object_key(
-                s.s3_prefix,
+                store.prefix,
                 "twilio",
                 account,
                 f"{day.year:04d}",
@@ -77,14 +78,14 @@ class TwilioTranscriptHandler:
 
         tags = {"provider": "twilio", "account-sid": account, "transcript-sid": sid}
         parts = []
-        stored = ctx.store.put_bytes(
+        stored = store.put_bytes(
             key("transcript.json"),
             document.body,
             content_type="application/json",
             metadata=tags,
             mutable=True,
         )
-        ctx.store.verify(stored)
+        store.verify(stored)
         parts.append(StoredPart("transcript", stored, "application/json"))
 
         redacted = str(s.twilio_redacted).lower()
@@ -97,12 +98,12 @@ class TwilioTranscriptHandler:
         )
         stored = upload_media(
             sentences,
-            lambda: self._upload(ctx, key("sentences.jsonl"), "application/x-ndjson", tags, None),
+            lambda: self._upload(ctx, store, key("sentences.jsonl"), "application/x-ndjson", tags, None),
             expected_length=None,
             file_format=None,
             channels=None,
         )
-        ctx.store.verify(stored)
+        store.verify(stored)
         parts.append(StoredPart("sentences", stored, "application/x-ndjson"))
 
         results: list[Any] = []
@@ -115,10 +116,10 @@ class TwilioTranscriptHandler:
         body = json.dumps(
             {"transcript_sid": sid, "operator_results": results}, separators=(",", ":")
         ).encode()
-        stored = ctx.store.put_bytes(
+        stored = store.put_bytes(
             key("operator-results.json"), body, content_type="application/json", metadata=tags, mutable=True
         )
-        ctx.store.verify(stored)
+        store.verify(stored)
         parts.append(StoredPart("operator_results", stored, "application/json"))
 
         media_url = client.media_url(sid, s.twilio_redacted)
@@ -136,21 +137,26 @@ class TwilioTranscriptHandler:
                 media_key = key(f"media.{fmt or 'bin'}")
                 stored = upload_media(
                     response.iter_bytes(1024 * 1024),
-                    lambda: self._upload(ctx, media_key, content_type, tags, expected),
+                    lambda: self._upload(ctx, store, media_key, content_type, tags, expected),
                     expected_length=expected,
                     file_format=fmt,
                     channels=None,
                 )
-            ctx.store.verify(stored)
+            store.verify(stored)
             parts.append(StoredPart("media", stored, content_type))
         return ArchiveResult(parts=parts, segments=segments, notes=notes)
 
     @staticmethod
     def _upload(
-        ctx: PipelineContext, key: str, content_type: str, tags: dict[str, str], expected: int | None
+        ctx: PipelineContext,
+        store: ObjectStore,
+        key: str,
+        content_type: str,
+        tags: dict[str, str],
+        expected: int | None,
     ) -> MediaUpload:
         return new_media_upload(
-            ctx.store,
+            store,
             key,
             content_type=content_type,
             metadata=tags,
@@ -193,10 +199,14 @@ class TwilioTranscriptHandler:
         raise PermanentStepError("a Twilio transcript has no separate transcription step")
 
     def delete(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> DeleteOutcome:
-        return ctx.twilio.delete_transcript(validate("twilio_transcript", item.provider_id))
+        return ctx.twilio_for(item.account_id).delete_transcript(
+            validate("twilio_transcript", item.provider_id)
+        )
 
     def exists(self, ctx: PipelineContext, item: ArchiveItem, scope: str) -> bool:
-        return ctx.twilio.transcript_exists(validate("twilio_transcript", item.provider_id))
+        return ctx.twilio_for(item.account_id).transcript_exists(
+            validate("twilio_transcript", item.provider_id)
+        )
 
     def required_roles(self, item: ArchiveItem) -> set[str]:
         return {"transcript", "sentences", "operator_results"}
