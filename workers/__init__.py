@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
+from archiver.accounts import load_registry
 from archiver.core.config import ConfigError, get_settings
 from archiver.core.logging import install_redaction, quiet_libraries, use_json
 
@@ -54,9 +55,18 @@ def _check_settings(**_kwargs: Any) -> None:
     signal handlers, so this exits explicitly)."""
     settings = get_settings()
     try:
-        settings.require("s3_bucket", "bandwidth_client_id", "bandwidth_client_secret")
-        if settings.twilio_api_key_sid or settings.twilio_api_key_secret:
-            settings.require("twilio_api_key_sid", "twilio_api_key_secret")
+        if settings.accounts_file is not None:
+            # Validated whole at start (every account has its credentials and a bucket); reloaded later.
+            for account in load_registry(settings).accounts():
+                if account.storage.bucket is None:
+                    raise ConfigError(
+                        f"{settings.accounts_file}: {account.provider} account "
+                        f"{account.account_id}: no bucket (storage.bucket or [defaults.storage])"
+                    )
+        else:
+            settings.require("s3_bucket", "bandwidth_client_id", "bandwidth_client_secret")
+            if settings.twilio_api_key_sid or settings.twilio_api_key_secret:
+                settings.require("twilio_api_key_sid", "twilio_api_key_secret")
     except ConfigError as exc:
         print(f"archiver worker: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

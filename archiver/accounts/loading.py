@@ -56,6 +56,7 @@ from archiver.accounts.registry import (
 from archiver.core.config import ConfigError, Settings
 from archiver.core.exposure import is_placeholder
 from archiver.core.ids import InvalidId, validate
+from archiver.core.logging import remember_secret
 from archiver.core.secrets import read_secret_file
 from archiver.core.settings.values import DeletionPolicy
 
@@ -114,6 +115,7 @@ class SecretRef(_Strict):
             raise ValueError(f"{source} is empty or missing")
         if is_placeholder(value):
             raise ValueError(f"{source} holds a placeholder, not a secret")
+        remember_secret(value)  # redacted wherever it might appear in a log line
         return Secret(SecretStr(value), source, path)
 
 

@@ -46,7 +46,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from workers.wiring import build_context
 
     settings = _settings()
-    settings.require("intake_username", "intake_password")
+    if settings.accounts_file is None:  # with a registry, each account has its own (checked at start)
+        settings.require("intake_username", "intake_password")
     # No pre-ping: a round trip per batch; the intake retries on a new connection instead.
     app = create_app(build_context(settings, pre_ping=False))
     # The modules and objects loaded so far live as long as the process: out of the collector's

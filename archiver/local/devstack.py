@@ -85,6 +85,21 @@ def ensure_redis(url: str, group: ProcessGroup, workdir: Path, echo: bool) -> No
     wait_until(lambda: bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping()), 15, "redis-server")
 
 
+#: What a registry file replaces (archiver.accounts.loading.PER_ACCOUNT_SETTINGS).
+SINGLE_ACCOUNT_ENV = (
+    "ARCHIVER_BANDWIDTH_ACCOUNT_ID",
+    "ARCHIVER_BANDWIDTH_CLIENT_ID",
+    "ARCHIVER_BANDWIDTH_CLIENT_SECRET_FILE",
+    "ARCHIVER_INTAKE_USERNAME",
+    "ARCHIVER_INTAKE_PASSWORD",
+    "ARCHIVER_TWILIO_ACCOUNT_SID",
+    "ARCHIVER_TWILIO_AUTH_TOKEN",
+    "ARCHIVER_TWILIO_SECONDARY_AUTH_TOKEN",
+    "ARCHIVER_TWILIO_API_KEY_SID",
+    "ARCHIVER_TWILIO_API_KEY_SECRET",
+)
+
+
 @dataclass
 class LocalStack:
     workdir: Path
@@ -108,6 +123,8 @@ class LocalStack:
     twilio_api_key_sid: str = "SK" + "6" * 32
     twilio_api_key_secret: str = "twilio-key-secret-local"  # noqa: S105
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: An accounts registry (ARCHIVER_ACCOUNTS_FILE): the single-account settings are then left out.
+    accounts_file: Path | None = None
     s3_port: int = field(default_factory=free_port)
     simulator_port: int = field(default_factory=free_port)
     intake_port: int = field(default_factory=free_port)
@@ -154,6 +171,14 @@ class LocalStack:
 
     def env(self) -> dict[str, str]:
         """The environment every archiver process of this stack runs with."""
+        env = self._env()
+        if self.accounts_file is not None:
+            for name in SINGLE_ACCOUNT_ENV:
+                env.pop(name, None)
+            env["ARCHIVER_ACCOUNTS_FILE"] = str(self.accounts_file)
+        return {**env, **self.extra_env}
+
+    def _env(self) -> dict[str, str]:
         return {
             **LOCAL_AWS,
             "ARCHIVER_DATABASE_URL": self.database_url,
@@ -181,7 +206,6 @@ class LocalStack:
             "ARCHIVER_TWILIO_API_KEY_SECRET": self.twilio_api_key_secret,
             "ARCHIVER_TWILIO_BASE_URL": self.simulator_url,
             "ARCHIVER_TWILIO_MEDIA_HOSTS": self.simulator_url,  # http and a port: named as an origin
-            **self.extra_env,
         }
 
     def _start(

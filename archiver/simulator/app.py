@@ -26,7 +26,7 @@ from starlette.routing import Route
 from archiver.core.timestamps import parse_timestamp
 from archiver.simulator.bandwidth_api import BandwidthApi
 from archiver.simulator.config import SimulatorConfig
-from archiver.simulator.credentials import BandwidthOAuth, TwilioCredentials
+from archiver.simulator.credentials import BandwidthClients, BandwidthOAuth, TwilioAccounts, TwilioCredentials
 from archiver.simulator.deliveries import Deliveries
 from archiver.simulator.exposure import MAX_SENTENCES, bounded_count
 from archiver.simulator.faults import FaultRule, Faults, TokenBucket
@@ -51,8 +51,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
     )
     fault_state = faults or Faults()
 
-    def guard(provider: str, authenticate: Any, error: Any) -> ApiGuard:
-        return ApiGuard(world, fault_state, provider, authenticate, error)
+    def guard(provider: str, authenticate: Any, error: Any, principal: Any = None) -> ApiGuard:
+        return ApiGuard(world, fault_state, provider, authenticate, error, principal or (lambda _r: None))
 
     legacy = config.legacy_username, config.legacy_password
     oauth = BandwidthOAuth(
@@ -68,15 +68,17 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         config.twilio_secondary_auth_token,
         dict(config.twilio_api_keys),
     )
+    # Any number of accounts besides the configured ones, each with its own credentials.
+    bandwidth_clients, twilio_accounts = BandwidthClients(oauth), TwilioAccounts(twilio_credentials)
     bandwidth = BandwidthApi(
-        world, guard, oauth, config.bandwidth_base_url, on_transcription_requested=lambda _r: None
+        world, guard, bandwidth_clients, config.bandwidth_base_url, on_transcription_requested=lambda _r: None
     )
-    twilio = TwilioApi(world, guard, twilio_credentials, config.public_root, config.public_root)
+    twilio = TwilioApi(world, guard, twilio_accounts, config.public_root, config.public_root)
     media_guard = ApiGuard(world, fault_state, "twilio-media", lambda _r: "media", twilio._error)
 
     # --- simulated time: what becomes due, and webhooks sent on request -----------------------------
 
-    deliveries = Deliveries(world, config, twilio_credentials)
+    deliveries = Deliveries(world, config, twilio_accounts)
     tick = deliveries.tick
     delivering = deliveries.lock
 
@@ -128,8 +130,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             world.reset(body.get("seed"))
             world.list_order = config.list_order
             fault_state.clear()
-            oauth.reset()
-            twilio_credentials.reset()
+            bandwidth_clients.reset()
+            twilio_accounts.reset()
             config.drop_callbacks = False
         return JSONResponse({"ok": True})
 
@@ -210,6 +212,7 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
         if service_sid is None:
             service = world.add_service(
                 f"admin-{len(world.services)}",
+                account_sid=body.get("account_sid"),
                 webhook_url=body.get("webhook_url"),
                 webhook_http_method=body.get("webhook_http_method"),
             )
@@ -249,18 +252,41 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
 
     async def bandwidth_oauth(request: Request, body: dict[str, Any]) -> Response:
         """GET: the credential's state (no secret, no token); PUT: ``token_lifetime``,
-        ``client_secret``/``client_secrets`` (a rotation), ``accounts`` (the scope)."""
+        ``client_secret``/``client_secrets`` (a rotation), ``accounts`` (the scope). ``client_id``
+        (query or body): another client than the configured one."""
+        client = bandwidth_clients.get(
+            body.get("client_id") or request.query_params.get("client_id") or oauth.client_id
+        )
         if request.method == "PUT":
-            oauth.configure(body)
-        return JSONResponse(oauth.describe())
+            client.configure(body)
+        return JSONResponse(client.describe())
 
-    async def revoke_tokens(_request: Request, _body: dict[str, Any]) -> Response:
-        return JSONResponse({"revoked": oauth.revoke_all()})
+    async def revoke_tokens(request: Request, body: dict[str, Any]) -> Response:
+        client = bandwidth_clients.get(body.get("client_id") or oauth.client_id)
+        return JSONResponse({"revoked": client.revoke_all()})
+
+    async def add_bandwidth_client(_request: Request, body: dict[str, Any]) -> Response:
+        """``{client_id, client_secret, accounts: [...]}``: a credential scoped to those accounts."""
+        client = bandwidth_clients.add(
+            str(body["client_id"]), str(body["client_secret"]), list(body["accounts"])
+        )
+        return JSONResponse(client.describe(), status_code=201)
 
     async def twilio_credentials_admin(request: Request, body: dict[str, Any]) -> Response:
+        sid = body.get("account_sid") or request.query_params.get("account_sid") or config.twilio_account_sid
+        account = twilio_accounts.get(str(sid))
+        if account is None:
+            raise KeyError(f"no account {sid!r}")
         if request.method == "PUT":
-            twilio_credentials.configure(body)
-        return JSONResponse(twilio_credentials.describe())
+            account.configure(body)
+        return JSONResponse(account.describe())
+
+    async def add_twilio_account(_request: Request, body: dict[str, Any]) -> Response:
+        """``{account_sid, auth_token, api_keys: {SK…: secret}}``: another account (or subaccount)."""
+        account = twilio_accounts.add(
+            str(body["account_sid"]), str(body["auth_token"]), dict(body.get("api_keys") or {})
+        )
+        return JSONResponse(account.describe(), status_code=201)
 
     async def list_order(request: Request, body: dict[str, Any]) -> Response:
         if request.method == "PUT":
@@ -353,6 +379,8 @@ def create_simulator_app(config: SimulatorConfig, faults: Faults | None = None) 
             Route("/admin/webhooks", admin(send_webhooks), methods=["POST"]),
             Route("/admin/bandwidth/oauth", admin(bandwidth_oauth), methods=["GET", "PUT"]),
             Route("/admin/bandwidth/oauth/revoke", admin(revoke_tokens), methods=["POST"]),
+            Route("/admin/bandwidth/clients", admin(add_bandwidth_client), methods=["POST"]),
+            Route("/admin/twilio/accounts", admin(add_twilio_account), methods=["POST"]),
             Route("/admin/bandwidth/list-order", admin(list_order), methods=["GET", "PUT"]),
             Route("/admin/twilio/credentials", admin(twilio_credentials_admin), methods=["GET", "PUT"]),
             Route("/admin/faults", admin(get_faults), methods=["GET"]),

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from archiver.core.timestamps import parse_timestamp
-from archiver.simulator.credentials import BandwidthOAuth
+from archiver.simulator.credentials import BandwidthClients
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.media import CONTENT_TYPES, iter_media
 from archiver.simulator.resources import Recording
@@ -57,7 +57,7 @@ class BandwidthApi:
         self,
         world: World,
         guard_factory: Callable[..., ApiGuard],
-        oauth: BandwidthOAuth,
+        oauth: BandwidthClients,
         base_url: str,
         on_transcription_requested: Callable[[Recording], None],
     ) -> None:
@@ -65,7 +65,7 @@ class BandwidthApi:
         self.base_url = base_url
         self.oauth = oauth
         self._on_transcription_requested = on_transcription_requested
-        self.guard = guard_factory("bandwidth", self._authenticate, self._error)
+        self.guard = guard_factory("bandwidth", self._authenticate, self._error, oauth.principal)
         # The token endpoint: the guard's faults and audit, its own client authentication.
         self.token_guard = guard_factory("bandwidth", lambda _request: "oauth", self._error)
 

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["BandwidthOAuth", "TwilioCredentials", "basic_credentials"]
+__all__ = ["BandwidthClients", "BandwidthOAuth", "TwilioAccounts", "TwilioCredentials", "basic_credentials"]
 
 
 def basic_credentials(header: str) -> tuple[str, str] | None:
@@ -210,3 +210,93 @@ class TwilioCredentials:
             "secondary_auth_token": self.secondary_auth_token is not None,
             "api_keys": sorted(self.api_keys),
         }
+
+
+class BandwidthClients:
+    """Every Bandwidth OAuth client the simulator knows: the configured one (``default``), and the
+    ones added with ``POST /admin/bandwidth/clients``, each scoped to its accounts as Bandwidth
+    scopes a credential. A token works for its client's accounts only (403 for any other)."""
+
+    def __init__(self, default: BandwidthOAuth) -> None:
+        self.default = default
+        self.added: dict[str, BandwidthOAuth] = {}
+
+    def all(self) -> list[BandwidthOAuth]:
+        return [self.default, *self.added.values()]
+
+    def add(self, client_id: str, secret: str, accounts: list[str]) -> BandwidthOAuth:
+        if not client_id or not secret or client_id == self.default.client_id:
+            raise ValueError("a client needs its own client_id and a secret")
+        client = BandwidthOAuth(
+            client_id, [secret], self.default.now, self.default.token_lifetime, [str(a) for a in accounts]
+        )
+        self.added[client_id] = client
+        return client
+
+    def get(self, client_id: str) -> BandwidthOAuth:
+        found = self.default if client_id == self.default.client_id else self.added.get(client_id)
+        if found is None:
+            raise KeyError(f"no client {client_id!r}")
+        return found
+
+    def reset(self) -> None:
+        self.added.clear()
+        self.default.reset()
+
+    async def token_endpoint(self, request: Request) -> Response:
+        given = basic_credentials(request.headers.get("authorization", ""))
+        client = self.added.get(given[0]) if given is not None else None
+        return await (client or self.default).token_endpoint(request)
+
+    def _issuer(self, request: Request) -> BandwidthOAuth | None:
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            token = header[7:]
+            return next((c for c in self.all() if token in c.tokens), None)
+        return None
+
+    def authenticate(self, request: Request, account_id: str) -> str | int | None:
+        return (self._issuer(request) or self.default).authenticate(request, account_id)
+
+    def principal(self, request: Request) -> str | None:
+        """The client whose token the request carries (the audit's "credential"; not a secret)."""
+        issuer = self._issuer(request)
+        return issuer.client_id if issuer is not None else None
+
+
+class TwilioAccounts:
+    """Every Twilio account the simulator knows: the configured one and those added with
+    ``POST /admin/twilio/accounts``. A request is the account whose SID (or API key) it carries."""
+
+    def __init__(self, default: TwilioCredentials) -> None:
+        self.default = default
+        self.added: dict[str, TwilioCredentials] = {}
+
+    def all(self) -> list[TwilioCredentials]:
+        return [self.default, *self.added.values()]
+
+    def get(self, account_sid: str) -> TwilioCredentials | None:
+        return self.default if account_sid == self.default.account_sid else self.added.get(account_sid)
+
+    def add(self, account_sid: str, auth_token: str, api_keys: dict[str, str]) -> TwilioCredentials:
+        if not account_sid or not auth_token or self.get(account_sid) is not None:
+            raise ValueError("an account needs its own account_sid and an auth token")
+        account = TwilioCredentials(account_sid, auth_token, None, dict(api_keys))
+        self.added[account_sid] = account
+        return account
+
+    def reset(self) -> None:
+        self.added.clear()
+        self.default.reset()
+
+    def authenticate(self, request: Request) -> str | None:
+        for account in self.all():
+            found = account.authenticate(request)
+            if found is not None:
+                return found
+        return None
+
+    def principal(self, request: Request) -> str | None:
+        """The user of the request's Basic credentials, if they are valid: an AC or SK SID."""
+        given = basic_credentials(request.headers.get("authorization", ""))
+        return given[0] if given is not None and self.authenticate(request) is not None else None

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from archiver.simulator.config import SimulatorConfig
-from archiver.simulator.credentials import TwilioCredentials
+from archiver.simulator.credentials import TwilioAccounts
 from archiver.simulator.resources import Recording
 from archiver.simulator.state import World
 from archiver.simulator.webhooks import (
@@ -33,10 +33,10 @@ log = logging.getLogger("archiver.simulator")
 
 
 class Deliveries:
-    def __init__(self, world: World, config: SimulatorConfig, credentials: TwilioCredentials) -> None:
+    def __init__(self, world: World, config: SimulatorConfig, accounts: TwilioAccounts) -> None:
         self.world = world
         self.config = config
-        self.credentials = credentials
+        self.accounts = accounts
         #: Held while a tick claims and delivers what became due, and by ``/admin/reset``: a reset
         #: waits for the callbacks already on their way, so none of them arrives after it.
         self.lock = asyncio.Lock()
@@ -97,7 +97,10 @@ class Deliveries:
                 if url and not self.config.drop_callbacks:
                     method = (service.webhook_http_method if service else None) or "POST"
                     params = transcript_available_params(transcript)
-                    await self.send_twilio(client, url, method, self.config.twilio_webhook_format, params)
+                    fmt = self.config.twilio_webhook_format
+                    await self.send_twilio(
+                        client, url, method, fmt, params, account_sid=transcript.account_sid
+                    )
                     delivered["twilio_transcript_available"] += 1
         return delivered
 
@@ -134,9 +137,12 @@ class Deliveries:
         fmt: Any,
         params: dict[str, str],
         signing_token: str | None = None,
+        account_sid: str | None = None,
     ) -> dict[str, Any]:
-        """Signed as Twilio signs: with the primary auth token (unless told otherwise)."""
-        token = signing_token or self.credentials.auth_token
+        """Signed as Twilio signs: with the primary auth token of the transcript's account (unless
+        told otherwise)."""
+        account = self.accounts.get(account_sid or "") or self.accounts.default
+        token = signing_token or account.auth_token
         outcome = await deliver_twilio(client, url, method, fmt, token, params)
         log.info("webhook twilio transcript_available -> %s: %s", url, outcome)
         return outcome
@@ -166,14 +172,15 @@ class Deliveries:
                         body.get("method") or (service.webhook_http_method if service else None) or "POST"
                     )
                     fmt = body.get("format", self.config.twilio_webhook_format)
+                    account = self.accounts.get(t.account_sid) or self.accounts.default
                     signing = body.get("signing_token") or (
-                        self.credentials.secondary_auth_token
-                        if body.get("sign_with") == "secondary"
-                        else None
+                        account.secondary_auth_token if body.get("sign_with") == "secondary" else None
                     )
                     for _ in range(times):
                         params = transcript_available_params(t)
-                        outcome = await self.send_twilio(client, url, method, fmt, params, signing)
+                        outcome = await self.send_twilio(
+                            client, url, method, fmt, params, signing, account_sid=t.account_sid
+                        )
                         results.append({"id": t.sid, **outcome})
                 return results
             target = self.bandwidth_target(

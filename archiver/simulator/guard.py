@@ -33,6 +33,7 @@ class ApiGuard:
         provider: str,
         authenticate: Callable[[Request], str | int | None],
         error: ErrorBody,
+        principal: Callable[[Request], str | None] = lambda _request: None,
     ) -> None:
         self.world = world
         self.faults = faults
@@ -40,6 +41,8 @@ class ApiGuard:
         #: The rate limit's key (the account), or the status that refuses the request (None: 401).
         self.authenticate = authenticate
         self.error = error
+        #: Who the request authenticated as, for the audit log (never a secret).
+        self.principal = principal
 
     def __call__(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
@@ -54,6 +57,7 @@ class ApiGuard:
                 request.url.query,
                 response.status_code,
                 int(response.headers.get("content-length", "0") or 0),
+                credential=self.principal(request),
             )
             log.info("%s %s -> %d", method, path, response.status_code)
             if isinstance(response, StreamingResponse):

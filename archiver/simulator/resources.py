@@ -252,6 +252,8 @@ class AuditEntry:
     status: int
     bytes: int
     note: str = ""
+    #: Who the request authenticated as: the Bandwidth client id, or the Twilio SID (AC or SK).
+    credential: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()

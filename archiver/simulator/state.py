@@ -243,7 +243,7 @@ class World:
         now = self.clock.now()
         service = TwilioService(
             sid=self.new_sid("GA"),
-            account_sid=self.twilio_account_sid,
+            account_sid=fields.get("account_sid") or self.twilio_account_sid,
             unique_name=unique_name,
             friendly_name=fields.get("friendly_name"),
             webhook_url=fields.get("webhook_url"),
@@ -264,7 +264,7 @@ class World:
         service = self.services.get(service_sid)
         transcript = TwilioTranscript(
             sid=self.new_sid("GT"),
-            account_sid=self.twilio_account_sid,
+            account_sid=service.account_sid if service else self.twilio_account_sid,
             service_sid=service_sid,
             created_at=fields.get("created_at") or self.clock.now(),
             channel=channel,
@@ -304,7 +304,14 @@ class World:
     # --- audit ----------------------------------------------------------------------------------------
 
     def record(
-        self, method: str, path: str, query: str, status: int, size: int, note: str = ""
+        self,
+        method: str,
+        path: str,
+        query: str,
+        status: int,
+        size: int,
+        note: str = "",
+        credential: str | None = None,
     ) -> AuditEntry:
         entry = AuditEntry(
             seq=len(self.audit) + 1,
@@ -316,6 +323,7 @@ class World:
             status=status,
             bytes=size,
             note=note,
+            credential=credential,
         )
         self.audit.append(entry)
         return entry

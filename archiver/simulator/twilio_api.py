@@ -9,9 +9,7 @@ token (the page before this one), ``first_page_url`` none."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -21,13 +19,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from archiver.core.timestamps import parse_timestamp
-from archiver.simulator.credentials import TwilioCredentials
+from archiver.simulator.credentials import TwilioAccounts
 from archiver.simulator.guard import ApiGuard
 from archiver.simulator.resources import TwilioService, TwilioTranscript, iso_seconds
 from archiver.simulator.state import World
 from archiver.simulator.twilio_common import (
-    OPERATOR_TYPES,
     BadParameter,
+    operator_result,
     twilio_error,
 )
 from archiver.simulator.twilio_media import TwilioDownloads
@@ -39,17 +37,17 @@ class TwilioApi:
         self,
         world: World,
         guard_factory: Callable[..., ApiGuard],
-        credentials: TwilioCredentials,
+        accounts: TwilioAccounts,
         base_url: str,
         media_base_url: str,
     ) -> None:
         self.world = world
-        self.credentials = credentials
-        self.account_sid = credentials.account_sid
+        self.accounts = accounts
         self.base_url = base_url.rstrip("/")
         self.media_base_url = media_base_url.rstrip("/")
-        self.downloads = TwilioDownloads(world, credentials, media_base_url)
-        self.guard = guard_factory("twilio", credentials.authenticate, self._error)
+        self.downloads = TwilioDownloads(world, accounts.default, media_base_url)
+        # Every resource belongs to an account: a request sees its own account's only (404 otherwise).
+        self.guard = guard_factory("twilio", accounts.authenticate, self._error, accounts.principal)
 
     @staticmethod
     def _error(status: int, _reason: str, headers: dict[str, str] | None) -> Response:
@@ -62,9 +60,11 @@ class TwilioApi:
         body = (await request.body()).decode("utf-8", "replace")
         return {k: v[-1] for k, v in parse_qs(body, keep_blank_values=True).items()}
 
-    def _transcript(self, sid: str) -> TwilioTranscript | None:
+    def _transcript(self, sid: str, request: Request) -> TwilioTranscript | None:
         transcript = self.world.transcripts.get(sid)
-        return transcript if transcript is not None and transcript.live else None
+        if transcript is None or not transcript.live:
+            return None
+        return transcript if transcript.account_sid == self.accounts.authenticate(request) else None
 
     def transcript_json(self, t: TwilioTranscript) -> dict[str, Any]:
         now = self.world.clock.now()
@@ -117,27 +117,7 @@ class TwilioApi:
         }
 
     def operator_result(self, t: TwilioTranscript, index: int) -> dict[str, Any]:
-        rng = random.Random(f"{t.sid}:op:{index}")
-        sid = "LY" + hashlib.md5(f"{t.sid}:{index}".encode(), usedforsecurity=False).hexdigest()
-        kind = OPERATOR_TYPES[index % len(OPERATOR_TYPES)]
-        return {
-            "operator_type": kind,
-            "name": f"{kind}-operator",
-            "operator_sid": sid,
-            "extract_match": kind.startswith("extract"),
-            "match_probability": round(rng.random(), 2),
-            "normalized_result": None,
-            "utterance_results": [],
-            "utterance_match": False,
-            "predicted_label": rng.choice(["positive", "neutral", "negative"]),
-            "predicted_probability": round(rng.random(), 2),
-            "label_probabilities": {},
-            "extract_results": {},
-            "text_generation_results": {"summary": self.world.sentence(rng)},
-            "json_results": {},
-            "transcript_sid": t.sid,
-            "url": f"{self.base_url}/v2/Transcripts/{t.sid}/OperatorResults/{sid}",
-        }
+        return operator_result(self.world, self.base_url, t, index)
 
     def media_token(self, sid: str) -> str:
         return self.downloads.token(sid)
@@ -157,6 +137,7 @@ class TwilioApi:
                 return twilio_error(400, "WebhookHttpMethod must be GET, POST or NULL")
             service = self.world.add_service(
                 form["UniqueName"],
+                account_sid=self.accounts.authenticate(request),
                 friendly_name=form.get("FriendlyName"),
                 webhook_url=form.get("WebhookUrl"),
                 webhook_http_method=method.upper() if method and method.upper() != "NULL" else None,
@@ -167,12 +148,16 @@ class TwilioApi:
             )
             return JSONResponse(self.service_json(service), status_code=201)
         size = page_size(request, 1000)
-        items = sorted((s for s in self.world.services.values() if s.live), key=lambda s: s.sid)
+        account = self.accounts.authenticate(request)
+        items = sorted(
+            (s for s in self.world.services.values() if s.live and s.account_sid == account),
+            key=lambda s: s.sid,
+        )
         return paged(request, self.base_url, "services", items, size, lambda s: [s.sid], self.service_json)
 
     async def service(self, request: Request) -> Response:
         service = self.world.services.get(request.path_params["sid"])
-        if service is None or not service.live:
+        if service is None or not service.live or service.account_sid != self.accounts.authenticate(request):
             return twilio_error(404, f"The requested resource {request.url.path} was not found")
         if request.method == "DELETE":
             self.world.delete(service)
@@ -210,8 +195,10 @@ class TwilioApi:
                 if bounds[name] is None:
                     raise BadParameter(f"{name} is not a valid date-time")
 
+        account = self.accounts.authenticate(request)
+
         def wanted(t: TwilioTranscript) -> bool:
-            if not t.live:
+            if not t.live or t.account_sid != account:
                 return False
             if q.get("ServiceSid") and t.service_sid != q["ServiceSid"]:
                 return False
@@ -248,7 +235,7 @@ class TwilioApi:
     async def _create_transcript(self, request: Request) -> Response:
         form = await self._form(request)
         service = self.world.services.get(form.get("ServiceSid", ""))
-        if service is None or not service.live:
+        if service is None or not service.live or service.account_sid != self.accounts.authenticate(request):
             return twilio_error(400, "ServiceSid must name an existing Service")
         try:
             channel = json.loads(form.get("Channel", ""))
@@ -264,7 +251,7 @@ class TwilioApi:
         return JSONResponse(self.transcript_json(transcript), status_code=202)
 
     async def transcript(self, request: Request) -> Response:
-        transcript = self._transcript(request.path_params["sid"])
+        transcript = self._transcript(request.path_params["sid"], request)
         if transcript is None:
             return twilio_error(404, f"The requested resource {request.url.path} was not found")
         if request.method == "DELETE":
@@ -273,7 +260,7 @@ class TwilioApi:
         return JSONResponse(self.transcript_json(transcript))
 
     def _completed(self, request: Request) -> TwilioTranscript | Response:
-        transcript = self._transcript(request.path_params["sid"])
+        transcript = self._transcript(request.path_params["sid"], request)
         if transcript is None or transcript.status(self.world.clock.now()) != "completed":
             return twilio_error(404, f"The requested resource {request.url.path} was not found")
         return transcript

@@ -3,9 +3,17 @@ types, and a query value read as bytes."""
 
 from __future__ import annotations
 
+import hashlib
+import random
+from typing import TYPE_CHECKING, Any
+
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["ERRORS", "OPERATOR_TYPES", "BadParameter", "raw", "twilio_error"]
+if TYPE_CHECKING:
+    from archiver.simulator.resources import TwilioTranscript
+    from archiver.simulator.state import World
+
+__all__ = ["ERRORS", "OPERATOR_TYPES", "BadParameter", "operator_result", "raw", "twilio_error"]
 
 ERRORS = {
     400: (20001, "Invalid parameter"),
@@ -43,3 +51,28 @@ class BadParameter(Exception):
 def raw(text: str) -> bytes:
     """A query value as bytes: compared as such, whatever characters it holds."""
     return text.encode("utf-8", "surrogateescape")
+
+
+def operator_result(world: World, base_url: str, t: TwilioTranscript, index: int) -> dict[str, Any]:
+    """The ``index``-th operator result of ``t``, the same at every read (seeded by the SID)."""
+    rng = random.Random(f"{t.sid}:op:{index}")
+    sid = "LY" + hashlib.md5(f"{t.sid}:{index}".encode(), usedforsecurity=False).hexdigest()
+    kind = OPERATOR_TYPES[index % len(OPERATOR_TYPES)]
+    return {
+        "operator_type": kind,
+        "name": f"{kind}-operator",
+        "operator_sid": sid,
+        "extract_match": kind.startswith("extract"),
+        "match_probability": round(rng.random(), 2),
+        "normalized_result": None,
+        "utterance_results": [],
+        "utterance_match": False,
+        "predicted_label": rng.choice(["positive", "neutral", "negative"]),
+        "predicted_probability": round(rng.random(), 2),
+        "label_probabilities": {},
+        "extract_results": {},
+        "text_generation_results": {"summary": world.sentence(rng)},
+        "json_results": {},
+        "transcript_sid": t.sid,
+        "url": f"{base_url}/v2/Transcripts/{t.sid}/OperatorResults/{sid}",
+    }

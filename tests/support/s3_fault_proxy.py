@@ -8,7 +8,9 @@ For a seeded share of requests it does one of three things S3 and networks reall
 * ``reset``: drops the connection without an answer (RST).
 
 Everything else is passed through, bodies streamed both ways. ``GET /__faults__`` reports the counts;
-``PUT /__faults__`` with ``{"rate": 0.1}`` changes the share. Run it as
+``PUT /__faults__`` with ``{"rate": 0.1}`` changes the share, and with ``{"deny_buckets": ["b"]}``
+answers every request for those buckets ``403 AccessDenied``, as a bucket policy turned against us
+would. AssumeRole requests passing through (to moto's STS) are counted. Run it as
 ``python -m tests.support.s3_fault_proxy --port P --upstream http://127.0.0.1:S3 --rate 0.1``.
 """
 
@@ -38,7 +40,9 @@ class FaultState:
     def __init__(self, rate: float, seed: int) -> None:
         self.rate = rate
         self.rng = random.Random(seed)
-        self.counts = {"requests": 0, **dict.fromkeys(FAULTS, 0)}
+        self.counts = {"requests": 0, "assume_role": 0, **dict.fromkeys(FAULTS, 0)}
+        #: Buckets answered 403 AccessDenied (a customer's bucket policy turned against us).
+        self.denied: set[str] = set()
         self.lock = threading.Lock()
 
     def pick(self) -> str | None:
@@ -52,7 +56,7 @@ class FaultState:
 
     def report(self) -> dict[str, object]:
         with self.lock:
-            return {"rate": self.rate, **self.counts}
+            return {"rate": self.rate, "deny_buckets": sorted(self.denied), **self.counts}
 
 
 def make_handler(upstream: str, state: FaultState) -> type[BaseHTTPRequestHandler]:
@@ -68,6 +72,7 @@ def make_handler(upstream: str, state: FaultState) -> type[BaseHTTPRequestHandle
             if self.command == "PUT":
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
                 state.rate = float(body.get("rate", state.rate))
+                state.denied = set(body.get("deny_buckets", state.denied))
             payload = json.dumps(state.report()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -85,9 +90,10 @@ def make_handler(upstream: str, state: FaultState) -> type[BaseHTTPRequestHandle
             body = S3_ERROR.format(code=code, message=message).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/xml")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", "0" if self.command == "HEAD" else str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":  # an answer to HEAD has no body
+                self.wfile.write(body)
 
         def _read_body(self) -> bytes:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -108,6 +114,13 @@ def make_handler(upstream: str, state: FaultState) -> type[BaseHTTPRequestHandle
                 return
             # Read whole: requests here are small (the fault suite's media are a few seconds long).
             body = self._read_body()
+            if b"Action=AssumeRole" in body:
+                with state.lock:
+                    state.counts["assume_role"] += 1
+            bucket = self.path.split("?", 1)[0].lstrip("/").split("/", 1)[0]
+            if bucket in state.denied:
+                self._error(403, "AccessDenied", "Access Denied (injected)")
+                return
             fault = state.pick()
             if fault == "refused":
                 self._error(503, "SlowDown", "Please reduce your request rate. (injected)")

@@ -19,6 +19,7 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from archiver.accounts import BandwidthAccount
 from archiver.core.ids import validate
 from archiver.core.timestamps import parse_timestamp
 from archiver.db.models import ItemState, TranscriptionState
@@ -332,17 +333,21 @@ class RecordingHandler:
 
     def _request_transcription(self, ctx: PipelineContext, item: ArchiveItem, result: ArchiveResult) -> bool:
         s = ctx.settings
-        if not (s.public_base_url and s.intake_username and s.intake_password):
+        account = ctx.tenants.entry("bandwidth", item.account_id)
+        assert isinstance(account, BandwidthAccount)
+        if not (s.public_base_url and account.callback_username and account.callback_password):
             result.notes.append(
-                "transcription not requested: ARCHIVER_PUBLIC_BASE_URL or intake credentials unset"
+                "transcription not requested: ARCHIVER_PUBLIC_BASE_URL or callback credentials unset"
             )
             return False
+        # The callback comes back on the account's own path, with the account's own credentials.
+        path = "/webhooks/bandwidth" + (f"/{item.account_id}" if ctx.accounts.current().from_file else "")
         try:
             ctx.bandwidth_for(item.account_id).request_transcription(
                 *_ids(item),
-                callback_url=f"{s.public_base_url}/webhooks/bandwidth",
-                username=s.intake_username,
-                password=s.intake_password.get_secret_value(),
+                callback_url=f"{s.public_base_url}{path}",
+                username=account.callback_username,
+                password=account.callback_password.get(),
             )
         except (ProviderRejected, CredentialsRefused) as exc:
             if isinstance(exc, CredentialsRefused) and exc.status != 403:

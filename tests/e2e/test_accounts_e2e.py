@@ -1,0 +1,442 @@
+"""Many accounts in one deployment, through a real intake, worker and beat: three Bandwidth accounts
+and two Twilio accounts from a registry file, two buckets (one reached by AssumeRole), each item
+archived in its account's bucket and prefix with its account's credentials; one account's problem
+(a revoked secret, a bucket denying access) pauses that account only; an account added to the
+file is served without a restart."""
+
+from __future__ import annotations
+
+import base64
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from archiver.db.migrate import upgrade
+from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, ProviderAccount
+from archiver.db.session import Database
+from archiver.local.devstack import LocalStack
+from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
+from tests.support.private_services import PrivateRedis
+from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator, new_postgres_database
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BANDWIDTH = ("9900001", "9900002", "9900003")
+TWILIO = ("AC" + "a1" * 16, "AC" + "b2" * 16)
+TWILIO_KEYS = {TWILIO[0]: "SK" + "a1" * 16, TWILIO[1]: "SK" + "b2" * 16}
+ROLE = "arn:aws:iam::123456789012:role/customer-two-archiver"
+#: Where each account's archive goes: (bucket, prefix).
+TARGETS = {
+    "9900001": ("bucket-one", "tenant-1"),
+    "9900002": ("bucket-two", "tenant-2"),  # by AssumeRole with an external id
+    "9900003": ("bucket-three", "tenant-3"),
+    TWILIO[0]: ("bucket-one", "twilio-a"),
+    TWILIO[1]: ("bucket-two", "twilio-b"),
+}
+
+
+@dataclass
+class AccountsStack:
+    stack: LocalStack
+    db: Database
+    secrets: Path
+    proxy_url: str
+    clock: SharedClock
+    admin: httpx.Client
+
+    @property
+    def simulator(self) -> Simulator:
+        return Simulator(self.admin)
+
+    def proxy(self, **body: Any) -> dict[str, Any]:
+        response = (
+            httpx.put(f"{self.proxy_url}/__faults__", json=body)
+            if body
+            else httpx.get(f"{self.proxy_url}/__faults__")
+        )
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def secret(d: Path, name: str, value: str) -> str:
+    path = d / name
+    path.write_text(value + "\n")
+    return str(path)
+
+
+def client_secret(account: str) -> str:
+    return f"client-SECRET-{account}"
+
+
+def hook_password(account: str) -> str:
+    return f"hook-SECRET-{account}"
+
+
+def registry_text(d: Path, bandwidth: tuple[str, ...] = BANDWIDTH) -> str:
+    parts = ['[defaults.storage]\nbucket = "bucket-one"\n']
+    for account in bandwidth:
+        bucket, prefix = TARGETS.get(account, ("bucket-one", f"tenant-{account[-1]}"))
+        role = f'role_arn = "{ROLE}"\nexternal_id = "customer-two-x7"\n' if account == "9900002" else ""
+        parts.append(
+            f'[[bandwidth]]\naccount_id = "{account}"\nclient_id = "client-{account}"\n'
+            f'client_secret = {{ file = "{d}/client-{account}" }}\n'
+            f'callback_username = "hooks-{account}"\n'
+            f'callback_password = {{ file = "{d}/hook-{account}" }}\n'
+            f'[bandwidth.storage]\nbucket = "{bucket}"\nprefix = "{prefix}"\n{role}'
+        )
+    for sid in TWILIO:
+        bucket, prefix = TARGETS[sid]
+        parts.append(
+            f'[[twilio]]\naccount_sid = "{sid}"\napi_key_sid = "{TWILIO_KEYS[sid]}"\n'
+            f'api_key_secret = {{ file = "{d}/key-{sid}" }}\nauth_token = {{ file = "{d}/token-{sid}" }}\n'
+            f'[twilio.storage]\nbucket = "{bucket}"\nprefix = "{prefix}"\n'
+        )
+    return "\n".join(parts)
+
+
+def add_simulator_account(admin: httpx.Client, account: str) -> None:
+    admin.post(
+        "/admin/bandwidth/clients",
+        json={
+            "client_id": f"client-{account}",
+            "client_secret": client_secret(account),
+            "accounts": [account],
+        },
+    ).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def accounts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AccountsStack]:
+    workdir = tmp_path_factory.mktemp("accounts")
+    secrets = workdir / "account-secrets"
+    secrets.mkdir()
+    for account in (*BANDWIDTH, "9900004"):
+        secret(secrets, f"client-{account}", client_secret(account))
+        secret(secrets, f"hook-{account}", hook_password(account))
+    for sid in TWILIO:
+        secret(secrets, f"key-{sid}", f"key-SECRET-{sid[-4:]}")
+        secret(secrets, f"token-{sid}", f"token-SECRET-{sid[-4:]}")
+    registry = workdir / "accounts.toml"
+    registry.write_text(registry_text(secrets))
+    clock_file = workdir / "clock-offset"
+    clock_file.write_text("0")
+    proxy_port = free_port()
+    proxy_url = f"http://127.0.0.1:{proxy_port}"
+    redis_server = PrivateRedis(workdir)
+    with new_postgres_database("archiver_accounts") as database_url:
+        upgrade(database_url)
+        stack = LocalStack(
+            workdir=workdir,
+            database_url=database_url,
+            broker_url="",
+            intake_password=SECRETS["intake_password"],
+            client_secret=SECRETS["bandwidth_client_secret"],
+            twilio_auth_token=SECRETS["twilio_auth_token"],
+            twilio_api_key_secret=SECRETS["twilio_api_key_secret"],
+            bucket="bucket-one",
+            accounts_file=registry,
+        )
+        database = Database(database_url)
+        try:
+            redis_server.start()
+            stack.broker_url = redis_server.url(0)
+            stack.extra_env = {
+                **TEST_PIPELINE_ENV,
+                "ARCHIVER_CLOCK_OFFSET_FILE": str(clock_file),
+                "ARCHIVER_S3_ENDPOINT_URL": proxy_url,  # S3 and STS, through the proxy that can deny
+                "ARCHIVER_ACCOUNTS_RELOAD_SECONDS": "1",
+                "ARCHIVER_ACCOUNT_PAUSE_SECONDS": "1",
+                "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS": "2",
+            }
+            stack.start_s3()
+            for bucket in ("bucket-two", "bucket-three"):
+                stack.object_store().client.create_bucket(Bucket=bucket)
+            proxy = ManagedProcess(
+                "s3-proxy",
+                [sys.executable, "-m", "tests.support.s3_fault_proxy", "--port", str(proxy_port),
+                 "--upstream", stack.s3_url, "--rate", "0"],
+                log_path=workdir / "s3-proxy.log",
+                cwd=str(ROOT),
+            )  # fmt: skip
+            stack.group.start(proxy)
+            wait_until(lambda: http_ok(f"{proxy_url}/__faults__"), 30, "the S3 proxy")
+            stack.start_simulator()
+            with stack.admin() as admin:
+                for account in BANDWIDTH:
+                    add_simulator_account(admin, account)
+                for sid in TWILIO:
+                    admin.post(
+                        "/admin/twilio/accounts",
+                        json={"account_sid": sid, "auth_token": f"token-SECRET-{sid[-4:]}",
+                              "api_keys": {TWILIO_KEYS[sid]: f"key-SECRET-{sid[-4:]}"}},
+                    ).raise_for_status()  # fmt: skip
+                stack.start_intake()
+                stack.start_worker(concurrency=4)
+                stack.start_beat()
+                yield AccountsStack(stack, database, secrets, proxy_url, SharedClock(clock_file), admin)
+        finally:
+            database.dispose()
+            stack.stop()
+            redis_server.stop()
+
+
+# --- helpers -----------------------------------------------------------------------------------------
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def realtime_for(s: AccountsStack, account: str, count: int) -> list[str]:
+    created = s.simulator.create_realtime(count, account_id=account)
+    return [t["transcriptionId"] for t in created]
+
+
+def announce_realtime(s: AccountsStack, account: str, ids: list[str]) -> None:
+    delivered = s.simulator.send_webhooks(
+        event="available",
+        ids=ids,
+        intake_url=f"{s.stack.intake_url}/webhooks/bandwidth/{account}",
+        username=f"hooks-{account}",
+        password=hook_password(account),
+    )
+    assert [d["status"] for d in delivered] == [204] * len(ids), delivered
+
+
+def twilio_transcripts_for(s: AccountsStack, sid: str, count: int) -> list[str]:
+    response = s.admin.post(
+        "/admin/twilio/transcripts",
+        json={"account_sid": sid, "count": count, "sentences": 3, "operator_results": 0,
+              "queued_seconds": 0, "processing_seconds": 0, "media_duration": 1},
+    )  # fmt: skip
+    response.raise_for_status()
+    sids = [t["sid"] for t in response.json()["created"]]
+    delivered = s.simulator.send_webhooks(
+        event="twilio", ids=sids, intake_url=f"{s.stack.intake_url}/webhooks/twilio/{sid}"
+    )
+    assert [d["status"] for d in delivered] == [204] * count, delivered
+    return sids
+
+
+def states(s: AccountsStack, ids: list[str]) -> dict[str, str]:
+    with s.db.sessionmaker() as session:
+        rows = session.execute(
+            select(ArchiveItem.provider_id, ArchiveItem.state).where(ArchiveItem.provider_id.in_(ids))
+        ).all()
+    return {provider_id: state for provider_id, state in rows}
+
+
+def wait_deleted(s: AccountsStack, ids: list[str], timeout: float = 120.0) -> None:
+    wait_until(
+        lambda: list(states(s, ids).values()).count(ItemState.DELETION_REQUESTED) == len(ids),
+        timeout,
+        f"{len(ids)} items deletion_requested (now {states(s, ids)})",
+        interval=0.5,
+    )
+
+
+def objects_of(s: AccountsStack, ids: list[str]) -> list[tuple[str, str, str]]:
+    """(provider id, bucket, key) of every archived object of these items."""
+    with s.db.sessionmaker() as session:
+        rows = session.execute(
+            select(ArchiveItem.provider_id, ArchivedObject.s3_bucket, ArchivedObject.s3_key)
+            .join(ArchivedObject, ArchivedObject.item_id == ArchiveItem.id)
+            .where(ArchiveItem.provider_id.in_(ids))
+        ).all()
+    return [(p, b, k) for p, b, k in rows]
+
+
+def account_row(s: AccountsStack, account: str) -> ProviderAccount | None:
+    with s.db.sessionmaker() as session:
+        return session.scalars(
+            select(ProviderAccount).where(ProviderAccount.account_id == account)
+        ).one_or_none()
+
+
+def count_items(s: AccountsStack) -> int:
+    with s.db.sessionmaker() as session:
+        return int(session.scalar(select(func.count()).select_from(ArchiveItem)) or 0)
+
+
+# --- the tests ---------------------------------------------------------------------------------------
+
+
+def test_every_item_lands_in_its_accounts_bucket_and_prefix_with_its_accounts_credentials(accounts_stack):
+    s = accounts_stack
+    ids = {account: realtime_for(s, account, 4) for account in BANDWIDTH}
+    for account, created in ids.items():
+        announce_realtime(s, account, created)
+    ids |= {sid: twilio_transcripts_for(s, sid, 2) for sid in TWILIO}
+    everything = [i for created in ids.values() for i in created]
+    wait_deleted(s, everything)
+
+    owner = {i: account for account, created in ids.items() for i in created}
+    stored = objects_of(s, everything)
+    assert {p for p, _, _ in stored} == set(everything)
+    for provider_id, bucket, key in stored:
+        account = owner[provider_id]
+        expected_bucket, prefix = TARGETS[account]
+        assert bucket == expected_bucket and key.startswith(f"{prefix}/") and f"/{account}/" in key, key
+        s.stack.object_store().client.head_object(Bucket=bucket, Key=key)  # really there
+    # Every provider request carried its own account's credential, as the simulator saw it.
+    audit = s.simulator.audit(tokens=False)
+    for account in BANDWIDTH:
+        mine = [e for e in audit if f"/accounts/{account}/" in e["path"]]
+        assert mine and {e["credential"] for e in mine} == {f"client-{account}"}
+        assert {e["status"] for e in mine} <= {200, 204}
+    for sid in TWILIO:
+        paths = [e for e in audit if any(f"/v2/Transcripts/{t}" in e["path"] for t in ids[sid])]
+        assert paths and {e["credential"] for e in paths} == {TWILIO_KEYS[sid]}
+    # The role was assumed (through the proxy, to moto's STS) for the customer's bucket only.
+    assert s.proxy()["assume_role"] >= 1
+
+
+def test_cross_account_credentials_and_signatures_are_refused_and_nothing_is_stored(accounts_stack):
+    s = accounts_stack
+    before = count_items(s)
+    [t1] = s.simulator.create_realtime(1, account_id="9900001")
+    intake = s.stack.intake_url
+    attempts = {
+        # account 1's event, on account 1's path, with account 2's credentials
+        ("9900001", "9900002"): 401,
+        # account 1's event, on account 2's path, with account 2's credentials
+        ("9900002", "9900002"): 422,
+        # an account not in the registry, with account 1's credentials
+        ("9900009", "9900001"): 404,
+    }
+    for (path_account, credentials_of), status in attempts.items():
+        delivered = s.simulator.send_webhooks(
+            event="available", ids=[t1["transcriptionId"]],
+            intake_url=f"{intake}/webhooks/bandwidth/{path_account}",
+            username=f"hooks-{credentials_of}", password=hook_password(credentials_of),
+        )  # fmt: skip
+        assert [d["status"] for d in delivered] == [status], (path_account, credentials_of, delivered)
+    # The path without an account is not served with a registry.
+    answer = httpx.post(f"{intake}/webhooks/bandwidth", json={},
+                        headers={"Authorization": basic("hooks-9900001", hook_password("9900001"))})  # fmt: skip
+    assert answer.status_code == 404 and answer.json()["error"] == "per_account_path"
+    # Twilio: account A's transcript signed with account B's token on A's path; on B's path.
+    response = s.admin.post(
+        "/admin/twilio/transcripts",
+        json={"account_sid": TWILIO[0], "count": 1, "queued_seconds": 0, "processing_seconds": 0},
+    )
+    response.raise_for_status()
+    [transcript] = response.json()["created"]
+    b_token = f"token-SECRET-{TWILIO[1][-4:]}"
+    for path_sid, status in ((TWILIO[0], 403), (TWILIO[1], 422)):
+        delivered = s.simulator.send_webhooks(
+            event="twilio", ids=[transcript["sid"]], signing_token=b_token,
+            intake_url=f"{intake}/webhooks/twilio/{path_sid}",
+        )  # fmt: skip
+        assert [d["status"] for d in delivered] == [status], (path_sid, delivered)
+    assert count_items(s) == before
+
+
+def test_one_revoked_secret_pauses_only_its_account_and_fixing_it_completes_the_rest(accounts_stack):
+    s = accounts_stack
+    # Account 3's secret is rotated at the provider; our file still holds the old one.
+    s.admin.put(
+        "/admin/bandwidth/oauth", json={"client_id": "client-9900003", "client_secret": "rotated-SECRET-3"}
+    ).raise_for_status()
+    s.admin.post("/admin/bandwidth/oauth/revoke", json={"client_id": "client-9900003"}).raise_for_status()
+    ids = {account: realtime_for(s, account, 3) for account in BANDWIDTH}
+    for account, created in ids.items():
+        announce_realtime(s, account, created)
+    wait_deleted(s, ids["9900001"] + ids["9900002"])
+    wait_until(
+        lambda: (row := account_row(s, "9900003")) is not None and row.state == "paused",
+        30,
+        "account 3 paused",
+    )
+    row = account_row(s, "9900003")
+    assert row is not None and row.pause_reason == "credentials"
+    assert set(states(s, ids["9900003"]).values()) == {ItemState.PENDING}
+    # The operator writes the new secret into the file: the pause's next check reads it again.
+    secret(s.secrets, "client-9900003", "rotated-SECRET-3")
+    wait_deleted(s, ids["9900003"])
+    with s.db.sessionmaker() as session:
+        attempts = session.scalars(
+            select(ArchiveItem.attempts).where(ArchiveItem.provider_id.in_(ids["9900003"]))
+        ).all()
+        dead = session.scalar(
+            select(func.count()).select_from(ArchiveItem).where(ArchiveItem.state == ItemState.DEAD)
+        )
+    assert set(attempts) == {0} and dead == 0
+    row = account_row(s, "9900003")
+    assert row is not None and row.state == "active"
+
+
+def test_a_bucket_denying_access_pauses_only_its_account_until_allowed_again(accounts_stack):
+    s = accounts_stack
+    s.proxy(deny_buckets=["bucket-three"])
+    try:
+        ids = {account: realtime_for(s, account, 3) for account in BANDWIDTH}
+        for account, created in ids.items():
+            announce_realtime(s, account, created)
+        wait_deleted(s, ids["9900001"] + ids["9900002"])
+        wait_until(
+            lambda: (row := account_row(s, "9900003")) is not None and row.state == "paused",
+            30,
+            "account 3 paused",
+        )
+        row = account_row(s, "9900003")
+        assert row is not None and row.pause_reason == "storage" and "AccessDenied" in (row.message or "")
+        assert ItemState.DELETION_REQUESTED not in set(states(s, ids["9900003"]).values())
+        deletes = [
+            e for e in s.simulator.audit(method="DELETE") if any(i in e["path"] for i in ids["9900003"])
+        ]
+        assert deletes == []  # nothing deleted at the provider while the copy cannot be made
+    finally:
+        s.proxy(deny_buckets=[])
+    wait_deleted(s, ids["9900003"])
+    with s.db.sessionmaker() as session:
+        dead = session.scalar(
+            select(func.count()).select_from(ArchiveItem).where(ArchiveItem.state == ItemState.DEAD)
+        )
+    assert dead == 0
+
+
+def test_an_account_added_to_the_registry_is_served_without_a_restart(accounts_stack):
+    s = accounts_stack
+    add_simulator_account(s.admin, "9900004")
+    [t] = s.simulator.create_realtime(1, account_id="9900004")
+    refused = s.simulator.send_webhooks(
+        event="available", ids=[t["transcriptionId"]],
+        intake_url=f"{s.stack.intake_url}/webhooks/bandwidth/9900004",
+        username="hooks-9900004", password=hook_password("9900004"),
+    )  # fmt: skip
+    assert [d["status"] for d in refused] == [404]  # not in the registry yet
+    registry = s.stack.accounts_file
+    assert registry is not None
+    registry.write_text(registry_text(s.secrets, (*BANDWIDTH, "9900004")))
+    time.sleep(1.5)  # the intake looks at the file every second (ARCHIVER_ACCOUNTS_RELOAD_SECONDS)
+    announce_realtime(s, "9900004", [t["transcriptionId"]])
+    wait_deleted(s, [t["transcriptionId"]])
+    [(_, bucket, key)] = objects_of(s, [t["transcriptionId"]])
+    assert bucket == "bucket-one" and key.startswith("tenant-4/bandwidth/9900004/")
+
+
+def test_the_assumed_roles_session_expiring_mid_run_is_renewed_and_nothing_fails(accounts_stack):
+    s = accounts_stack
+    first = realtime_for(s, "9900002", 3)
+    announce_realtime(s, "9900002", first)
+    wait_deleted(s, first)
+    assumed = s.proxy()["assume_role"]
+    # The session lasts an hour (role_session_seconds): past it, on the worker's clock.
+    s.clock.advance(3700)
+    s.admin.post("/admin/clock/advance", json={"seconds": 3700}).raise_for_status()
+    later = realtime_for(s, "9900002", 3)
+    announce_realtime(s, "9900002", later)
+    wait_deleted(s, later)
+    assert s.proxy()["assume_role"] > assumed
+    assert {b for _, b, _ in objects_of(s, later)} == {"bucket-two"}
