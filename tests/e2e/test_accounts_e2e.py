@@ -7,7 +7,6 @@ file is served without a restart."""
 from __future__ import annotations
 
 import base64
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +21,16 @@ from archiver.db.migrate import upgrade
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
 from archiver.local.devstack import LocalStack
-from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
+from archiver.local.supervisor import free_port, wait_until
 from tests.support.private_services import PrivateRedis
-from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator, new_postgres_database
+from tests.support.stack import (
+    SECRETS,
+    TEST_PIPELINE_ENV,
+    SharedClock,
+    Simulator,
+    new_postgres_database,
+    start_s3_fault_proxy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -161,15 +167,7 @@ def accounts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account
             stack.start_s3()
             for bucket in ("bucket-two", "bucket-three"):
                 stack.object_store().client.create_bucket(Bucket=bucket)
-            proxy = ManagedProcess(
-                "s3-proxy",
-                [sys.executable, "-m", "tests.support.s3_fault_proxy", "--port", str(proxy_port),
-                 "--upstream", stack.s3_url, "--rate", "0"],
-                log_path=workdir / "s3-proxy.log",
-                cwd=str(ROOT),
-            )  # fmt: skip
-            stack.group.start(proxy)
-            wait_until(lambda: http_ok(f"{proxy_url}/__faults__"), 30, "the S3 proxy")
+            start_s3_fault_proxy(stack, proxy_port)
             stack.start_simulator()
             with stack.admin() as admin:
                 for account in BANDWIDTH:
@@ -263,6 +261,17 @@ def account_row(s: AccountsStack, account: str) -> ProviderAccount | None:
         ).one_or_none()
 
 
+def wait_paused(s: AccountsStack, account: str, reason: str) -> ProviderAccount:
+    wait_until(
+        lambda: (row := account_row(s, account)) is not None and row.state == "paused",
+        30,
+        f"{account} paused",
+    )
+    row = account_row(s, account)
+    assert row is not None and row.pause_reason == reason, row
+    return row
+
+
 def count_items(s: AccountsStack) -> int:
     with s.db.sessionmaker() as session:
         return int(session.scalar(select(func.count()).select_from(ArchiveItem)) or 0)
@@ -353,13 +362,7 @@ def test_one_revoked_secret_pauses_only_its_account_and_fixing_it_completes_the_
     for account, created in ids.items():
         announce_realtime(s, account, created)
     wait_deleted(s, ids["9900001"] + ids["9900002"])
-    wait_until(
-        lambda: (row := account_row(s, "9900003")) is not None and row.state == "paused",
-        30,
-        "account 3 paused",
-    )
-    row = account_row(s, "9900003")
-    assert row is not None and row.pause_reason == "credentials"
+    wait_paused(s, "9900003", "credentials")
     assert set(states(s, ids["9900003"]).values()) == {ItemState.PENDING}
     # The operator writes the new secret into the file: the pause's next check reads it again.
     secret(s.secrets, "client-9900003", "rotated-SECRET-3")
@@ -384,13 +387,8 @@ def test_a_bucket_denying_access_pauses_only_its_account_until_allowed_again(acc
         for account, created in ids.items():
             announce_realtime(s, account, created)
         wait_deleted(s, ids["9900001"] + ids["9900002"])
-        wait_until(
-            lambda: (row := account_row(s, "9900003")) is not None and row.state == "paused",
-            30,
-            "account 3 paused",
-        )
-        row = account_row(s, "9900003")
-        assert row is not None and row.pause_reason == "storage" and "AccessDenied" in (row.message or "")
+        row = wait_paused(s, "9900003", "storage")
+        assert "AccessDenied" in (row.message or "")
         assert ItemState.DELETION_REQUESTED not in set(states(s, ids["9900003"]).values())
         deletes = [
             e for e in s.simulator.audit(method="DELETE") if any(i in e["path"] for i in ids["9900003"])

@@ -22,7 +22,6 @@ import hashlib
 import os
 import random
 import signal
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -42,10 +41,10 @@ from archiver.db.migrate import upgrade
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemHistory, ItemState, WebhookEvent
 from archiver.db.session import Database
 from archiver.local.devstack import LocalStack
-from archiver.local.supervisor import ManagedProcess, free_port, http_ok, wait_until
+from archiver.local.supervisor import ManagedProcess, free_port, wait_until
 from tests.support.helpers import parse_time
 from tests.support.private_services import PrivatePostgres, PrivateRedis
-from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator
+from tests.support.stack import SECRETS, TEST_PIPELINE_ENV, SharedClock, Simulator, start_s3_fault_proxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.long]
 
@@ -112,15 +111,7 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack
             "ARCHIVER_S3_ENDPOINT_URL": proxy_url,  # every archiver process goes through the proxy
         }
         stack.start_s3()  # the bucket is made directly; the proxy starts with no faults
-        proxy = ManagedProcess(
-            "s3-proxy",
-            [sys.executable, "-m", "tests.support.s3_fault_proxy", "--port", str(proxy_port),
-             "--upstream", stack.s3_url, "--rate", "0"],
-            log_path=workdir / "s3-proxy.log",
-            cwd=str(ROOT),
-        )  # fmt: skip
-        stack.group.start(proxy)
-        wait_until(lambda: http_ok(f"{proxy_url}/__faults__"), 30, "the S3 fault proxy")
+        start_s3_fault_proxy(stack, proxy_port)
         stack.start_simulator()
         stack.start_intake()
         # Mostly waiting (backoffs, Retry-After, botocore's retries): more processes than cores.

@@ -292,3 +292,23 @@ class SimulatorUnderTest:
         self.bandwidth.close()
         self.twilio.close()
         self.tokens.close()
+
+
+def start_s3_fault_proxy(stack: Any, port: int, rate: float = 0.0) -> str:
+    """The S3 fault proxy (tests/support/s3_fault_proxy.py) in front of ``stack``'s S3 server, in
+    its process group; its URL."""
+    import sys
+
+    from archiver.local.supervisor import ManagedProcess, http_ok, wait_until
+
+    proxy = ManagedProcess(
+        "s3-proxy",
+        [sys.executable, "-m", "tests.support.s3_fault_proxy", "--port", str(port),
+         "--upstream", stack.s3_url, "--rate", str(rate)],
+        log_path=stack.workdir / "s3-proxy.log",
+        cwd=str(Path(__file__).resolve().parents[2]),
+    )  # fmt: skip
+    stack.group.start(proxy)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http_ok(f"{url}/__faults__"), 30, "the S3 fault proxy")
+    return url
