@@ -365,6 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
     from archiver.cli.operations import add_parsers
 
     add_parsers(sub)
+    from archiver.cli.accounts import add_parser as add_accounts_parser
+
+    add_accounts_parser(sub)
     for name in ("items", "deletions", "reconcile"):
         sub.choices[name].set_defaults(func=cmd_operations)
 

@@ -87,6 +87,18 @@ def storage_refused(error: BaseException) -> str | None:
     return None
 
 
+def kms_matches(head: Any, key: str) -> bool:
+    """The object is SSE-KMS encrypted with ``key``. S3 reports the key's ARN: a key given by id or
+    ARN is compared by its id; one given by alias can only be checked as SSE-KMS (S3 never reports
+    the alias)."""
+    if head.get("ServerSideEncryption") != "aws:kms":
+        return False
+    if key.startswith("alias/") or ":alias/" in key:
+        return True
+    reported = str(head.get("SSEKMSKeyId", ""))
+    return reported.rsplit("/", 1)[-1] == key.rsplit("/", 1)[-1]
+
+
 def precondition_failed(error: ClientError) -> bool:
     """A conditional write refused: the key already holds an object."""
     code = str(error.response.get("Error", {}).get("Code", ""))
@@ -307,10 +319,7 @@ class ObjectStore:
                     raise VerificationFailed(f"{location}: no sha256 metadata or tag")
             if recorded not in (None, stored.sha256_hex):
                 raise VerificationFailed(f"{location}: recorded sha256 differs")
-            if self.kms_key_id is not None and (
-                head.get("ServerSideEncryption") != "aws:kms"
-                or not str(head.get("SSEKMSKeyId", "")).endswith(self.kms_key_id)
-            ):
+            if self.kms_key_id is not None and not kms_matches(head, self.kms_key_id):
                 raise VerificationFailed(f"{location}: not encrypted with the account's KMS key")
             if read_body:
                 try:

@@ -7,12 +7,16 @@ file is served without a restart."""
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 from sqlalchemy import func, select
@@ -20,8 +24,8 @@ from sqlalchemy import func, select
 from archiver.db.migrate import upgrade
 from archiver.db.models import ArchivedObject, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
-from archiver.local.devstack import LocalStack
-from archiver.local.supervisor import free_port, wait_until
+from archiver.local.devstack import LOCAL_AWS, LocalStack
+from archiver.local.supervisor import bin_path, free_port, wait_until
 from tests.support.private_services import PrivateRedis
 from tests.support.stack import (
     SECRETS,
@@ -34,11 +38,14 @@ from tests.support.stack import (
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 
 BANDWIDTH = ("9900001", "9900002", "9900003")
 TWILIO = ("AC" + "a1" * 16, "AC" + "b2" * 16)
 TWILIO_KEYS = {TWILIO[0]: "SK" + "a1" * 16, TWILIO[1]: "SK" + "b2" * 16}
+LOCAL_KEYS = {
+    "aws_access_key_id": LOCAL_AWS["AWS_ACCESS_KEY_ID"],
+    "aws_secret_access_key": LOCAL_AWS["AWS_SECRET_ACCESS_KEY"],
+}
 ROLE = "arn:aws:iam::123456789012:role/customer-two-archiver"
 #: Where each account's archive goes: (bucket, prefix).
 TARGETS = {
@@ -93,6 +100,8 @@ def registry_text(d: Path, bandwidth: tuple[str, ...] = BANDWIDTH) -> str:
     for account in bandwidth:
         bucket, prefix = TARGETS.get(account, ("bucket-one", f"tenant-{account[-1]}"))
         role = f'role_arn = "{ROLE}"\nexternal_id = "customer-two-x7"\n' if account == "9900002" else ""
+        if account == "9900003":  # a locked bucket, every object encrypted with the customer's key
+            role = f'object_lock = true\nkms_key_id = "{(d / "kms-key-id").read_text()}"\n'
         parts.append(
             f'[[bandwidth]]\naccount_id = "{account}"\nclient_id = "client-{account}"\n'
             f'client_secret = {{ file = "{d}/client-{account}" }}\n'
@@ -133,7 +142,6 @@ def accounts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account
         secret(secrets, f"key-{sid}", f"key-SECRET-{sid[-4:]}")
         secret(secrets, f"token-{sid}", f"token-SECRET-{sid[-4:]}")
     registry = workdir / "accounts.toml"
-    registry.write_text(registry_text(secrets))
     clock_file = workdir / "clock-offset"
     clock_file.write_text("0")
     proxy_port = free_port()
@@ -165,8 +173,21 @@ def accounts_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Account
                 "ARCHIVER_ACCOUNT_PAUSE_MAX_SECONDS": "2",
             }
             stack.start_s3()
-            for bucket in ("bucket-two", "bucket-three"):
-                stack.object_store().client.create_bucket(Bucket=bucket)
+            s3 = stack.object_store().client
+            s3.create_bucket(Bucket="bucket-two")
+            s3.create_bucket(Bucket="bucket-three", ObjectLockEnabledForBucket=True)
+            s3.put_object_lock_configuration(
+                Bucket="bucket-three",
+                ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}},
+                },
+            )
+            kms = boto3.client("kms", region_name="us-east-1", endpoint_url=stack.s3_url, **LOCAL_KEYS)
+            (secrets / "kms-key-id").write_text(
+                kms.create_key(Description="customer three")["KeyMetadata"]["KeyId"]
+            )
+            registry.write_text(registry_text(secrets))
             start_s3_fault_proxy(stack, proxy_port)
             stack.start_simulator()
             with stack.admin() as admin:
@@ -438,3 +459,50 @@ def test_the_assumed_roles_session_expiring_mid_run_is_renewed_and_nothing_fails
     wait_deleted(s, later)
     assert s.proxy()["assume_role"] > assumed
     assert {b for _, b, _ in objects_of(s, later)} == {"bucket-two"}
+
+
+def archiver_cli(s: AccountsStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [bin_path("archiver"), *args],
+        env={**os.environ, **s.stack.env()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_accounts_list_and_check_show_each_accounts_credentials_bucket_lock_and_state(accounts_stack):
+    s = accounts_stack
+    listed = json.loads(archiver_cli(s, "accounts", "list", "--json").stdout)
+    by_id = {a["account_id"]: a for a in listed["accounts"]}
+    assert set(BANDWIDTH) | set(TWILIO) <= set(by_id)
+    assert by_id["9900002"]["role"] == ROLE and by_id["9900003"]["object_lock"] is True
+    assert by_id[TWILIO[1]]["credential"] == TWILIO_KEYS[TWILIO[1]]
+    checked = archiver_cli(s, "accounts", "check", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    results = {r["account_id"]: r for r in json.loads(checked.stdout)}
+    assert all(r["ok"] for r in results.values())
+    lock = next(c for c in results["9900003"]["checks"] if c["check"] == "object lock")
+    assert lock["detail"] == "GOVERNANCE 1 days"
+    bucket = next(c for c in results["9900003"]["checks"] if c["check"] == "bucket")
+    assert "SSE-KMS" in bucket["detail"] and "tenant-3/.archiver-check/" in bucket["detail"]
+    # A bucket that refuses us, and credentials the provider refuses: named, exit status 1.
+    s.proxy(deny_buckets=["bucket-three"])
+    try:
+        refused = archiver_cli(s, "accounts", "check", "bandwidth/9900003")
+    finally:
+        s.proxy(deny_buckets=[])
+    assert refused.returncode == 1 and "FAIL bucket" in refused.stdout and "AccessDenied" in refused.stdout
+    s.admin.put(
+        "/admin/bandwidth/oauth", json={"client_id": "client-9900001", "client_secret": "other-SECRET"}
+    )
+    try:
+        refused = archiver_cli(s, "accounts", "check", "9900001")
+    finally:
+        s.admin.put(
+            "/admin/bandwidth/oauth",
+            json={"client_id": "client-9900001", "client_secret": client_secret("9900001")},
+        )
+    assert refused.returncode == 1 and "FAIL credentials" in refused.stdout
+    assert client_secret("9900001") not in refused.stdout + refused.stderr
+    assert archiver_cli(s, "accounts", "check", "9900077").returncode == 2
