@@ -109,12 +109,15 @@ def start_twilio_backfill(
     until: datetime | None = None,
     *,
     dry_run: bool = False,
+    account_sid: str | None = None,
 ) -> BackfillRun:
+    """``account_sid``: the Service's account, whose credentials list it (default: the only one)."""
     validate("twilio_service", service_sid)
     params = {
         "since": since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "until": until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if until else None,
         "dry_run": dry_run,
+        "account": validate("twilio_account", account_sid) if account_sid else None,
     }
     return _start(ctx, Provider.TWILIO, service_sid, params, {"next_url": None, "started": False})
 

@@ -37,7 +37,9 @@ def add_parser(sub: Any) -> None:
     backfill = sub.add_parser("backfill", help="sweep what a provider still holds (started by hand)")
     commands = backfill.add_subparsers(dest="backfill_command", required=True)
     bw = commands.add_parser("bandwidth", help="recordings (and real-time transcriptions) of an account")
-    bw.add_argument("--account", required=True)
+    bw.add_argument(
+        "--account", help="the account id (default: every Bandwidth account of the registry, one run each)"
+    )
     bw.add_argument("--since", required=True, type=_when, help="inclusive, ISO-8601 (UTC if no zone)")
     bw.add_argument("--until", type=_when, help="exclusive (default: now)")
     bw.add_argument("--to", help="only recordings to this number (E.164, +…)")
@@ -47,6 +49,7 @@ def add_parser(sub: Any) -> None:
     )
     tw = commands.add_parser("twilio", help="transcripts of an Intelligence Service")
     tw.add_argument("--service", required=True)
+    tw.add_argument("--account", help="the Service's AccountSid (default: the only Twilio account)")
     tw.add_argument("--since", required=True, type=_when)
     tw.add_argument("--until", type=_when)
     for parser in (bw, tw):
@@ -102,18 +105,29 @@ def _run(args: argparse.Namespace, ctx: PipelineContext, app: Any) -> int:
         return 0
     until = args.until or datetime.now(UTC)
     if command == "bandwidth":
-        run = start_bandwidth_backfill(
-            ctx,
-            args.account,
-            args.since,
-            until,
-            to=args.to,
-            from_=args.from_,
-            realtime=not args.no_realtime,
-            dry_run=args.dry_run,
-        )
+        accounts = [args.account] if args.account else ctx.accounts.current().named("bandwidth")
+        if not accounts:
+            raise BackfillError("name the account (--account): the environment's account has no id")
+        started = [
+            start_bandwidth_backfill(
+                ctx,
+                account,
+                args.since,
+                until,
+                to=args.to,
+                from_=args.from_,
+                realtime=not args.no_realtime,
+                dry_run=args.dry_run,
+            )
+            for account in accounts
+        ]
+        if len(started) > 1:
+            return _several(args, ctx, app, started)
+        [run] = started
     else:
-        run = start_twilio_backfill(ctx, args.service, args.since, args.until, dry_run=args.dry_run)
+        run = start_twilio_backfill(
+            ctx, args.service, args.since, args.until, dry_run=args.dry_run, account_sid=args.account
+        )
     print(f"backfill run {run.id} ({run.state})", file=sys.stderr)
     if run.state != BackfillState.RUNNING:
         final = backfill_status(ctx, run.id)[0]
@@ -133,6 +147,32 @@ def _run(args: argparse.Namespace, ctx: PipelineContext, app: Any) -> int:
         final = _follow(ctx, run.id)
     print(json.dumps(final, indent=2) if args.json else _line(final))
     return 0 if final["state"] in (BackfillState.DONE, BackfillState.RUNNING) else 1
+
+
+def _several(args: argparse.Namespace, ctx: PipelineContext, app: Any, runs: list[Any]) -> int:
+    """One run per account: all started at once (the workers share them), then followed together."""
+    for run in runs:
+        print(f"backfill run {run.id} ({run.state}) for account {run.scope}", file=sys.stderr)
+        if run.state == BackfillState.RUNNING:
+            if args.dry_run:
+                while run_backfill(ctx, run.id, budget_seconds=3600).more:
+                    time.sleep(0.5)
+            else:
+                enqueue_backfill(app, run.id)
+    if args.no_wait and not args.dry_run:
+        print(
+            json.dumps({"runs": [r.id for r in runs]})
+            if args.json
+            else f"runs {[r.id for r in runs]} started"
+        )
+        return 0
+    while True:
+        finals = [backfill_status(ctx, run.id)[0] for run in runs]
+        if all(f["state"] != BackfillState.RUNNING for f in finals) or args.dry_run:
+            break
+        time.sleep(0.5)
+    print(json.dumps(finals, indent=2) if args.json else "\n".join(map(_line, finals)))
+    return 0 if all(f["state"] == BackfillState.DONE for f in finals) else 1
 
 
 def _follow(ctx: PipelineContext, run_id: int) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def add_parsers(sub: Any) -> None:
     report.add_argument("--format", choices=["csv", "json"], default="csv")
     report.add_argument("--since", type=_when, help="deletions requested at or after (ISO-8601)")
     report.add_argument("--until", type=_when, help="deletions requested before (ISO-8601)")
+    report.add_argument("--account", help="one account's deletions only (its id or AccountSid)")
 
     reconcile = sub.add_parser(
         "reconcile", help="re-read every archived object's length and checksums from S3; report mismatches"
@@ -55,7 +56,7 @@ def run_command(args: argparse.Namespace, ctx: PipelineContext) -> int:
         if args.command == "items":
             return _items(args, ctx)
         if args.command == "deletions":
-            rows = operations.deletion_audit(ctx, args.since, args.until)
+            rows = operations.deletion_audit(ctx, args.since, args.until, args.account)
             if args.format == "csv":
                 for chunk in operations.deletion_audit_csv(rows):
                     sys.stdout.write(chunk)

@@ -21,7 +21,14 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from archiver.core.counters import SharedCounters
-from archiver.db.models import AccountState, ArchivedObject, ArchiveItem, ItemState, ProviderAccount
+from archiver.db.models import (
+    ACTIVE_STATES,
+    AccountState,
+    ArchivedObject,
+    ArchiveItem,
+    ItemState,
+    ProviderAccount,
+)
 from archiver.db.session import Database
 from archiver.storage.objects import IntegrityAlarm
 
@@ -66,6 +73,28 @@ class PipelineCollector(Collector):
                     .tuples()
                     .all()
                 )
+                # Per account, only what needs a look: items still on their way, and dead ones
+                # (two series per account; terminal states are not labelled by account).
+                by_account = (
+                    session.execute(
+                        select(ArchiveItem.provider, ArchiveItem.account_id, ArchiveItem.state, func.count())
+                        .where(
+                            ArchiveItem.state.in_([*(s.value for s in ACTIVE_STATES), ItemState.DEAD.value])
+                        )
+                        .group_by(ArchiveItem.provider, ArchiveItem.account_id, ArchiveItem.state)
+                    )
+                    .tuples()
+                    .all()
+                )
+                paused_accounts = (
+                    session.execute(
+                        select(
+                            ProviderAccount.provider, ProviderAccount.account_id, ProviderAccount.pause_reason
+                        ).where(ProviderAccount.state == AccountState.PAUSED)
+                    )
+                    .tuples()
+                    .all()
+                )
                 alarms = session.scalar(
                     select(func.count()).where(
                         ArchiveItem.state == ItemState.DEAD,
@@ -73,6 +102,8 @@ class PipelineCollector(Collector):
                     )
                 )
             data = {
+                "by_account": by_account,
+                "paused_accounts": paused_accounts,
                 "alarms": int(alarms or 0),
                 "paused": paused,
                 "states": states,
@@ -127,12 +158,13 @@ class PipelineCollector(Collector):
         yield confirmed
         paused = GaugeMetricFamily(
             "archiver_accounts_paused",
-            "Provider accounts paused (their items wait): credentials refused",
+            "Provider accounts paused (their items wait), by reason: credentials, storage, removed",
             labels=["provider", "reason"],
         )
         for provider, reason, count in data["paused"]:
             paused.add_metric([provider, reason or ""], int(count))
         yield paused
+        yield from self._per_account(data)
         limited = CounterMetricFamily(
             "archiver_provider_rate_limited", "Provider answers 429, all workers", labels=["provider"]
         )
@@ -152,3 +184,28 @@ class PipelineCollector(Collector):
             log.warning("shared counters unavailable: %s", exc)
         yield limited
         yield refused
+
+    @staticmethod
+    def _per_account(data: dict[str, Any]) -> Iterator[Metric]:
+        """Per-account series, bounded: two gauges per account that has items on their way or dead,
+        and one per paused account (docs/operations.md, "Metrics per account")."""
+        items = GaugeMetricFamily(
+            "archiver_account_items",
+            "Items per account: on their way (active) or dead-lettered (dead)",
+            labels=["provider", "account", "state"],
+        )
+        totals: dict[tuple[str, str, str], int] = {}
+        for provider, account, state, count in data["by_account"]:
+            kind = "dead" if state == ItemState.DEAD.value else "active"
+            totals[(provider, account, kind)] = totals.get((provider, account, kind), 0) + int(count)
+        for (provider, account, kind), count in sorted(totals.items()):
+            items.add_metric([provider, account, kind], count)
+        yield items
+        paused = GaugeMetricFamily(
+            "archiver_account_paused",
+            "1 for each paused provider account, with the reason (credentials, storage, removed)",
+            labels=["provider", "account", "reason"],
+        )
+        for provider, account, reason in data["paused_accounts"]:
+            paused.add_metric([provider, account, reason or ""], 1)
+        yield paused

@@ -145,11 +145,17 @@ DELETION_COLUMNS = (
 
 
 def deletion_audit(
-    ctx: PipelineContext, since: datetime | None = None, until: datetime | None = None
+    ctx: PipelineContext,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    account: str | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every provider deletion we requested, in order: what, when, when its purge was confirmed,
-    and the verified objects it was deleted against. Streamed, for archives of any size."""
+    """Every provider deletion we requested (of ``account`` only, if given), in order: what, when,
+    when its purge was confirmed, and the verified objects it was deleted against. Streamed, for
+    archives of any size."""
     query = select(ArchiveItem).where(ArchiveItem.deletion_requested_at.is_not(None))
+    if account is not None:
+        query = query.where(ArchiveItem.account_id == account)
     if since is not None:
         query = query.where(ArchiveItem.deletion_requested_at >= since)
     if until is not None:

@@ -9,9 +9,9 @@ from sqlalchemy import Select, func, select
 
 from archiver.core.config import Settings
 from archiver.core.terminal import printable
-from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, PauseReason, ProviderAccount
+from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
-from archiver.pipeline.accounts import PROVIDER_NAMES, paused_accounts
+from archiver.pipeline.accounts import describe_pause, paused_accounts
 from archiver.pipeline.retention import at_risk
 
 
@@ -38,11 +38,19 @@ def collect_status(
         dead = session.scalars(dead_letters_query(dead_letter_limit)).all()
         rejected = counts.get(ItemState.REJECTED.value, 0)
         paused = [_paused(session, account) for account in paused_accounts(session)]
+        per_account: dict[str, dict[str, int]] = {}
+        for provider, account_id, state, n in session.execute(
+            select(ArchiveItem.provider, ArchiveItem.account_id, ArchiveItem.state, func.count()).group_by(
+                ArchiveItem.provider, ArchiveItem.account_id, ArchiveItem.state
+            )
+        ).tuples():
+            per_account.setdefault(f"{provider}/{account_id}", {})[state] = int(n)
     status: dict[str, Any] = {
         "items_by_state": {state.value: int(counts.get(state.value, 0)) for state in ItemState},
         "total": int(sum(counts.values())),
         "rejected": int(rejected),
         "paused_accounts": paused,
+        "items_by_account": dict(sorted(per_account.items())),
         "dead_letters": [
             {
                 "id": item.id,
@@ -83,11 +91,7 @@ def _paused(session: Any, account: ProviderAccount) -> dict[str, Any]:
 
 def pause_headline(entry: dict[str, Any]) -> str:
     """ "Bandwidth credentials refused since T" (the reason in words, as operators read it)."""
-    provider = PROVIDER_NAMES.get(entry["provider"], entry["provider"])
-    what = (
-        "credentials refused" if entry["reason"] == PauseReason.CREDENTIALS else f"paused ({entry['reason']})"
-    )
-    return f"{provider} {what} since {entry['since']}"
+    return f"{describe_pause(entry['provider'], entry['reason'])} since {entry['since']}"
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -95,12 +99,18 @@ def format_status(status: dict[str, Any]) -> str:
     for state, count in status["items_by_state"].items():
         lines.append(f"  {state:<20} {count:>8}")
     lines.append(f"  {'total':<20} {status['total']:>8}")
+    by_account = status.get("items_by_account", {})
+    if len(by_account) > 1:
+        lines.append("Items by account:")
+        for account, states in by_account.items():
+            shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            lines.append(f"  {printable(account):<45} {shown}")
     for entry in status.get("paused_accounts", []):
         lines.append(
             f"PAUSED: {pause_headline(entry)} (account {printable(entry['account_id'])}): "
             f"{printable(entry['message'])}\n"
             f"  {entry['items_waiting']} item(s) waiting; nothing is dead-lettered or deleted meanwhile; "
-            f"credentials checked again at {entry['next_check']}"
+            f"checked again at {entry['next_check']}"
         )
     dead = status["dead_letters"]
     lines.append(f"Dead letters: {len(dead)}" + (" (most recent first)" if dead else ""))

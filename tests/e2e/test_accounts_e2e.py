@@ -506,3 +506,55 @@ def test_accounts_list_and_check_show_each_accounts_credentials_bucket_lock_and_
     assert refused.returncode == 1 and "FAIL credentials" in refused.stdout
     assert client_secret("9900001") not in refused.stdout + refused.stderr
     assert archiver_cli(s, "accounts", "check", "9900077").returncode == 2
+
+
+def test_status_metrics_deletion_report_and_backfill_work_per_account(accounts_stack):
+    s = accounts_stack
+    # A backfill without --account: one run per Bandwidth account, each listing with its credentials.
+    since = "2026-11-20T00:00:00Z"
+    made = {}
+    for account in ("9900001", "9900002"):
+        response = s.admin.post(
+            "/admin/recordings",
+            json={"account_id": account, "count": 2, "start_time": "2026-11-20T10:00:00Z", "spread_seconds": 60,
+                  "duration": 1, "with_transcription": False},
+        )  # fmt: skip
+        response.raise_for_status()
+        made[account] = [r["recordingId"] for r in response.json()["created"]]
+    ran = archiver_cli(s, "backfill", "bandwidth", "--since", since, "--until", "2026-11-21T00:00:00Z",
+                       "--no-realtime", "--json")  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    finals = {f["scope"]: f for f in json.loads(ran.stdout)}
+    assert set(BANDWIDTH) <= set(finals) <= {*BANDWIDTH, "9900004"}  # 9900004: if added by another test
+    assert finals["9900001"]["found"] == 2 and finals["9900002"]["found"] == 2
+    wait_deleted(s, made["9900001"] + made["9900002"])
+    lists = [e for e in s.simulator.audit(method="GET") if e["path"].endswith("/recordings")]
+    assert {(e["path"].split("/")[4], e["credential"]) for e in lists} >= {
+        ("9900001", "client-9900001"),
+        ("9900002", "client-9900002"),
+    }
+    # Status: items per account.
+    status = json.loads(archiver_cli(s, "status", "--json").stdout)
+    assert status["items_by_account"]["bandwidth/9900001"]["deletion_requested"] >= 2
+    # The deletion report of one account holds that account's deletions only.
+    report = json.loads(
+        archiver_cli(s, "deletions", "report", "--format", "json", "--account", "9900002").stdout
+    )
+    assert report and {r["account_id"] for r in report} == {"9900002"}
+    assert set(made["9900002"]) <= {r["provider_id"] for r in report}
+    # Metrics: per-account series, bounded (active and dead per account; paused accounts).
+    s.proxy(deny_buckets=["bucket-three"])
+    try:
+        ids = realtime_for(s, "9900003", 1)
+        announce_realtime(s, "9900003", ids)
+        wait_paused(s, "9900003", "storage")
+        metrics = ""
+        deadline = time.monotonic() + 30
+        while 'archiver_account_paused{account="9900003"' not in metrics and time.monotonic() < deadline:
+            time.sleep(1)
+            metrics = httpx.get(s.stack.metrics_url).text
+    finally:
+        s.proxy(deny_buckets=[])
+    assert 'archiver_account_paused{account="9900003",provider="bandwidth",reason="storage"} 1.0' in metrics
+    assert 'archiver_account_items{account="9900003",provider="bandwidth",state="active"}' in metrics
+    wait_deleted(s, ids)
