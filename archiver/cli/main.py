@@ -159,19 +159,9 @@ def cmd_simulator(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from archiver.db.session import Database
-    from archiver.ops.status import collect_status, format_status
+    from archiver.ops.status import format_status, status_of
 
-    settings = _settings()
-    db = Database(settings.database_url)
-    try:
-        from archiver.core.clock import clock_from_settings
-
-        status = collect_status(
-            db, settings=settings, now=clock_from_settings(settings.clock_offset_file).now()
-        )
-    finally:
-        db.dispose()
+    status = status_of(_settings())
     print(json.dumps(status, indent=2) if args.json else format_status(status))
     return 0
 

@@ -7,12 +7,14 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
+from archiver.accounts import load_registry
+from archiver.core.clock import clock_from_settings
 from archiver.core.config import Settings
 from archiver.core.terminal import printable
 from archiver.db.models import ACTIVE_STATES, ArchiveItem, ItemState, ProviderAccount
 from archiver.db.session import Database
 from archiver.pipeline.accounts import describe_pause, paused_accounts
-from archiver.pipeline.retention import at_risk
+from archiver.pipeline.retention import at_risk, retention_by_account
 
 
 def dead_letters_query(limit: int) -> Select[ArchiveItem]:
@@ -26,10 +28,19 @@ def dead_letters_query(limit: int) -> Select[ArchiveItem]:
 
 
 def collect_status(
-    db: Database, dead_letter_limit: int = 100, settings: Settings | None = None, now: datetime | None = None
+    db: Database,
+    dead_letter_limit: int = 100,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+    retention: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """``retention``: the accounts whose retention differs (:func:`retention_by_account`)."""
     with db.sessionmaker() as session:
-        risk = at_risk(session, settings, now or datetime.now(UTC)) if settings is not None else None
+        risk = (
+            at_risk(session, settings, now or datetime.now(UTC), retention=retention)
+            if settings is not None
+            else None
+        )
         counts = dict(
             session.execute(select(ArchiveItem.state, func.count()).group_by(ArchiveItem.state))
             .tuples()
@@ -67,6 +78,20 @@ def collect_status(
     if risk is not None:
         status["retention_at_risk"] = risk
     return status
+
+
+def status_of(settings: Settings) -> dict[str, Any]:
+    """``archiver status`` of the deployment these settings describe (its registry's retentions)."""
+    db = Database(settings.database_url)
+    try:
+        return collect_status(
+            db,
+            settings=settings,
+            now=clock_from_settings(settings.clock_offset_file).now(),
+            retention=retention_by_account(load_registry(settings)),
+        )
+    finally:
+        db.dispose()
 
 
 def _paused(session: Any, account: ProviderAccount) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from archiver.db.models import ACTIVE_STATES, ArchiveItem
 from archiver.pipeline.accounts import check_paused_accounts, not_paused
 from archiver.pipeline.context import PipelineContext
 from archiver.pipeline.dispatch import STATE_STEP, queue_for
-from archiver.pipeline.retention import at_risk
+from archiver.pipeline.retention import at_risk, retention_by_account
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ def warn_retention_risk(ctx: PipelineContext) -> int:
     if time.monotonic() - _last_risk_warning < RISK_WARNING_INTERVAL:
         return 0
     with ctx.db.sessionmaker() as session:
-        risk = at_risk(session, ctx.settings, ctx.clock.now(), limit=5)
+        retention = retention_by_account(ctx.accounts.current())
+        risk = at_risk(session, ctx.settings, ctx.clock.now(), limit=5, retention=retention)
     if risk["count"]:
         _last_risk_warning = time.monotonic()
         soonest = risk["items"][0]

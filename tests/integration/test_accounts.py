@@ -78,3 +78,28 @@ def test_what_a_rolled_back_test_commits_is_seen_by_no_other_connection(rolled_b
             assert session.scalar(select(func.count()).select_from(ProviderAccount)) == 0
     finally:
         other.dispose()
+
+
+def test_an_accounts_own_retention_decides_which_of_its_recordings_are_at_risk(rolled_back_db):
+    """Account 9900001 keeps recordings 10 days, the others the default 30 (margin 7): a recording
+    that ended 5 days ago is at risk in the first only."""
+    from archiver.db.models import ArchiveItem
+    from archiver.pipeline.retention import at_risk
+
+    ended = T0 - timedelta(days=5)
+    with rolled_back_db.transaction() as uow:
+        for account in ("9900001", "9900002"):
+            uow.session.add(
+                ArchiveItem(
+                    provider="bandwidth", account_id=account, kind="recording", provider_id=f"r-{account}",
+                    call_id="c-1", state="pending", attempts=0, deletion_requests=0, created_at=ended,
+                    updated_at=ended, provider_started_at=ended, provider_completed_at=ended,
+                )
+            )  # fmt: skip
+    settings = Settings(_env_file=None, retention_days=30, retention_margin_days=7)
+    with rolled_back_db.sessionmaker() as session:
+        risk = at_risk(session, settings, T0, retention={"9900001": 10.0})
+        default = at_risk(session, settings, T0)
+    assert [i["ref"].rsplit("/", 1)[-1] for i in risk["items"]] == ["r-9900001"]
+    assert risk["items"][0]["provider_deletes_at"] == (ended + timedelta(days=10)).isoformat()
+    assert default["count"] == 0
