@@ -1,4 +1,5 @@
-"""The README's first command, on embedded defaults: SQLite, a local S3 server, the simulator."""
+"""The README's first command, on embedded defaults: SQLite, a local S3 server, the simulator; two
+Bandwidth accounts and one Twilio account from a registry, into two buckets."""
 
 from __future__ import annotations
 
@@ -20,8 +21,13 @@ def test_demo_archives_deletes_and_confirms_purges_on_sqlite(tmp_path):
     out = result.stdout
     assert result.returncode == 0, out[-4000:] + result.stderr[-2000:]
     assert "everything archived, verified, deleted at the provider, purge confirmed" in out
-    assert "purged                      8" in out
+    assert "purged                      9" in out  # 6 transcriptions, 2 recordings, 1 Twilio transcript
     assert "rejected                    1" in out
+    # Three accounts from the registry, into two buckets, each with its own credentials.
+    assert "Items by account:" in out
+    for account in ("bandwidth/9900001", "bandwidth/9900002", "twilio/AC" + "d" * 32):
+        assert account in out
+    assert "s3://archiver-demo/" in out and "s3://archiver-demo-two/" in out
     for label in ("[s3]", "[simulator]", "[intake]", "[worker]", "[beat]", "[flower]"):
         assert label in out  # logs interleaved and labelled
     assert "Flower (tasks, queues, workers): http://127.0.0.1:" in out and "archiver status" in out
