@@ -57,6 +57,9 @@ class Settings(
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # An empty variable is an unset one: how a Compose override or a systemd drop-in turns off
+        # a setting its base file gives (docs/accounts.md: the registry in place of the single account).
+        env_ignore_empty=True,
     )
 
     @field_validator("twilio_account_sid")
