@@ -179,6 +179,7 @@ def cmd_twilio_request(args: argparse.Namespace) -> int:
             media_url=args.media_url,
             source_sid=args.source_sid,
             customer_key=args.customer_key,
+            account_sid=args.account,
         )
     except (ValueError, ProviderError) as exc:
         print(f"archiver: {exc}", file=sys.stderr)
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--media-url", help="a media URL Twilio can fetch")
     source.add_argument("--source-sid", help="a Twilio recording SID (RE…)")
     req.add_argument("--customer-key", help="your own reference (at most 64 characters)")
+    req.add_argument("--account", help="the Service's AccountSid (default: the only Twilio account)")
     req.set_defaults(func=cmd_twilio_request)
 
     from archiver.cli.backfill import add_parser

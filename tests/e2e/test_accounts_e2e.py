@@ -558,3 +558,27 @@ def test_status_metrics_deletion_report_and_backfill_work_per_account(accounts_s
     assert 'archiver_account_paused{account="9900003",provider="bandwidth",reason="storage"} 1.0' in metrics
     assert 'archiver_account_items{account="9900003",provider="bandwidth",state="active"}' in metrics
     wait_deleted(s, ids)
+
+
+def test_one_accounts_429s_hold_back_that_account_only(accounts_stack):
+    s = accounts_stack
+    limits = {"limits": {"bandwidth:9900001": {"rate": 0.5, "burst": 1}}}
+    s.admin.put("/admin/rate-limits", json=limits).raise_for_status()
+    try:
+        throttled = realtime_for(s, "9900001", 4)
+        free = realtime_for(s, "9900002", 8)
+        since = max((e["seq"] for e in s.simulator.audit()), default=0)
+        announce_realtime(s, "9900001", throttled)
+        announce_realtime(s, "9900002", free)
+        wait_deleted(s, free, timeout=60)
+        audit = [e for e in s.simulator.audit(tokens=False) if e["seq"] > since]
+        limited = {e["path"].split("/")[4] for e in audit if e["status"] == 429}
+        assert limited == {"9900001"}  # only the throttled account was answered 429
+    finally:
+        s.admin.put("/admin/rate-limits", json={"limits": {}}).raise_for_status()
+    wait_deleted(s, throttled)
+    with s.db.sessionmaker() as session:
+        attempts = session.scalars(
+            select(ArchiveItem.attempts).where(ArchiveItem.provider_id.in_(throttled))
+        ).all()
+    assert set(attempts) == {0}  # a 429 is the provider asking us to wait, not the item's fault
