@@ -32,6 +32,7 @@ Every error names the file, the account and the field. Secrets are references (`
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from typing import Any, Literal
 
@@ -135,6 +136,7 @@ class StorageEntry(_Strict):
     role_arn: str | None = Field(default=None, pattern=ROLE_ARN)
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
     role_session_seconds: int | None = Field(default=None, ge=900, le=43200)
+    sts_endpoint_url: str | None = None
 
     @field_validator("prefix")
     @classmethod
@@ -142,8 +144,11 @@ class StorageEntry(_Strict):
         if value is None:
             return None
         value = value.strip("/")
-        if any(part in ("", ".", "..") for part in value.split("/")) and value:
-            raise ValueError("a prefix is path segments: no empty, '.' or '..' segment")
+        if value and (
+            not re.fullmatch(r"[A-Za-z0-9._/-]+", value)
+            or any(part in ("", ".", "..") for part in value.split("/"))
+        ):
+            raise ValueError("a prefix is path segments of A-Z a-z 0-9 . _ - (no empty, '.' or '..' one)")
         return value
 
 
@@ -204,6 +209,7 @@ def _storage(settings: Settings, defaults: StorageEntry, entry: StorageEntry) ->
         role_arn=pick("role_arn", None),
         external_id=pick("external_id", None),
         role_session_seconds=pick("role_session_seconds", 3600),
+        sts_endpoint_url=pick("sts_endpoint_url", None),
     )
 
 
@@ -251,7 +257,32 @@ def registry_from_file(path: str, settings: Settings) -> Registry:
             _add(registry, provider, index, raw, defaults, settings, path)
     if not registry.bandwidth and not registry.twilio:
         raise AccountsFileError(f"accounts file {path}: no [[bandwidth]] or [[twilio]] account")
+    _refuse_shared_webhook_credentials(registry, path)
     return registry
+
+
+def _refuse_shared_webhook_credentials(registry: Registry, path: str) -> None:
+    """Two accounts with the same callback credentials (or Twilio signing token) would each accept
+    the other's events on their path: the file is refused, naming both."""
+    seen: dict[tuple[str, str], str] = {}
+    for account in registry.bandwidth.values():
+        if account.callback_password is not None:
+            key = (account.callback_username or "", account.callback_password.get())
+            if key in seen:
+                raise AccountsFileError(
+                    f"accounts file {path}: bandwidth accounts {seen[key]} and {account.account_id} have the "
+                    "same callback credentials: each account needs its own"
+                )
+            seen[key] = account.account_id
+    tokens: dict[str, str] = {}
+    for twilio in registry.twilio.values():
+        for token in twilio.signing_tokens():
+            if token in tokens and tokens[token] != twilio.account_id:
+                raise AccountsFileError(
+                    f"accounts file {path}: twilio accounts {tokens[token]} and {twilio.account_id} share an "
+                    "auth token: each account signs with its own"
+                )
+            tokens[token] = twilio.account_id
 
 
 def _add(

@@ -11,6 +11,8 @@ remembered so a refused value can be read again); no secret is ever written inli
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,6 +31,8 @@ __all__ = [
 ]
 
 Provider = Literal["bandwidth", "twilio"]
+
+_FINGERPRINT_KEY = secrets.token_bytes(32)
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,23 @@ class StorageTarget:
     role_arn: str | None = None
     external_id: str | None = None
     role_session_seconds: int = 3600
+    #: Where AssumeRole is asked: by default the storage endpoint when it has one (S3-compatible
+    #: servers serve STS there), else AWS's regional STS.
+    sts_endpoint_url: str | None = None
 
     @property
-    def client_key(self) -> tuple[str, str | None, str | None, str | None, int]:
+    def client_key(self) -> tuple[str, str | None, str | None, str | None, int, str | None]:
         """Accounts whose targets share this key share one S3 client (one connection pool): the
         bucket is a parameter of each request, the credentials and endpoint are not."""
-        return (self.region, self.endpoint_url, self.role_arn, self.external_id, self.role_session_seconds)
+        sts = self.sts_endpoint_url or self.endpoint_url
+        return (
+            self.region,
+            self.endpoint_url,
+            self.role_arn,
+            self.external_id,
+            self.role_session_seconds,
+            sts,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,14 @@ class _Account:
     retention_days: float | None = None
 
     def fingerprint(self) -> str:
-        """Changes whenever anything of the entry does, its secrets' values included (hashed, never
-        kept): what a cached client was built from."""
+        """Changes whenever anything of the entry does, its secrets' values included: what a cached
+        client was built from. Keyed with a random key of this process, so that it says nothing
+        of a secret even if it were ever shown."""
         parts = []
         for name, value in sorted(vars(self).items()):
             shown = value.get() if isinstance(value, Secret) else repr(value)
             parts.append(f"{name}={shown}")
-        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+        return hmac.new(_FINGERPRINT_KEY, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

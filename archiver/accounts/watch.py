@@ -64,7 +64,10 @@ class Accounts:
         self._registry = load(settings)  # at start, an invalid file stops the process
         self._stamp = _stamp(_files(settings, self._registry))
         self._looked_at = monotonic()
-        #: Bumped on every change: what a cache of per-account clients compares.
+        #: The last file that did not validate: tried again at every look until it does (a secret
+        #: it names may be mounted a moment after the file that names it).
+        self._failed: str | None = None
+        #: How many times a new registry was taken into use (logs and tests).
         self.generation = 0
 
     def current(self) -> Registry:
@@ -80,18 +83,24 @@ class Accounts:
         with self._lock:
             self._looked_at = self._monotonic() if now is None else now
             stamp = _stamp(_files(self._settings, self._registry))
-            if stamp == self._stamp:
+            if stamp == self._stamp and self._failed is None:
                 return False
             try:
                 registry = self._load(self._settings)
             except ConfigError as exc:
-                self._stamp = stamp  # logged once per change, not at every look
-                log.error("accounts registry not reloaded, the last good one stays in use: %s", exc)
+                self._stamp = stamp
+                if str(exc) != self._failed:  # logged once per problem, not at every look
+                    log.error("accounts registry not reloaded, the last good one stays in use: %s", exc)
+                self._failed = str(exc)
                 return False
+            self._failed = None
             before = {(a.provider, a.account_id) for a in self._registry.accounts()}
             after = {(a.provider, a.account_id) for a in registry.accounts()}
-            self._registry = registry
+            # Stamped as loaded: over what this registry names, taken before it was read would be
+            # safer still, but its secret files are only known once it is read; a change made while
+            # it was read shows as a change at the next look.
             self._stamp = _stamp(_files(self._settings, registry))
+            self._registry = registry
             self.generation += 1
         log.warning(
             "accounts registry reloaded from %s: %d account(s); added %s; removed %s",

@@ -144,7 +144,8 @@ def create_app(ctx: PipelineContext) -> Starlette:
         try:
             account = bandwidth_account(ctx.accounts.current(), path_account)
         except EventRejected as rejected:
-            return error(rejected.status, rejected.code, rejected.message)
+            challenge = {"WWW-Authenticate": 'Basic realm="archiver"'} if rejected.status == 401 else None
+            return error(rejected.status, rejected.code, rejected.message, challenge)
         assert account.callback_username is not None and account.callback_password is not None
         auth = BasicAuthChecker(account.callback_username, account.callback_password.get())
         if not auth.check(request.headers.get("authorization")):

@@ -5,8 +5,9 @@ Each account has its own webhook path, ``/webhooks/bandwidth/{accountId}`` and
 checked (Bandwidth: its callback Basic credentials; Twilio: the signature with its auth token), and
 the event inside must name the same account. So an event carrying account B's credentials on
 account A's path is refused (401/403), an event for B on A's path with A's credentials is refused
-(422), and an account not in the registry is refused (404) before its body is read. Nothing is
-stored for any refusal.
+(422), and an account not in the registry is refused before its body is read, as wrong
+credentials are (401/403: the answers do not tell which accounts exist; the log says why). Nothing
+is stored for any refusal.
 
 The paths without an account (``/webhooks/bandwidth``, ``/webhooks/twilio``) serve the
 single-account environment only; with a registry file they answer 404 naming the per-account path.
@@ -16,19 +17,28 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import logging
 
 from archiver.accounts import BandwidthAccount, Registry, TwilioAccount
 from archiver.core.ids import InvalidId, validate
 from archiver.intake.untrusted import EventRejected
 
-__all__ = ["BasicAuthChecker", "bandwidth_account", "twilio_account"]
+__all__ = ["BasicAuthChecker", "UnknownAccount", "bandwidth_account", "twilio_account"]
+
+log = logging.getLogger(__name__)
+
+
+def _digest(value: bytes) -> bytes:
+    """Compared as digests: equal lengths whatever was sent, so no timing tells a length."""
+    return hashlib.sha256(value).digest()
 
 
 class BasicAuthChecker:
     def __init__(self, username: str, password: str) -> None:
-        self._username = username.encode("utf-8")
-        self._password = password.encode("utf-8")
+        self._username = _digest(username.encode("utf-8"))
+        self._password = _digest(password.encode("utf-8"))
 
     def check(self, header: str | None) -> bool:
         if not header or not header.startswith("Basic "):
@@ -39,13 +49,29 @@ class BasicAuthChecker:
             return False
         username, sep, password = decoded.partition(b":")
         # Both comparisons always run: no early exit that would time the username.
-        user_ok = hmac.compare_digest(username, self._username)
-        password_ok = hmac.compare_digest(password, self._password)
+        user_ok = hmac.compare_digest(_digest(username), self._username)
+        password_ok = hmac.compare_digest(_digest(password), self._password)
         return bool(sep) and user_ok and password_ok
 
 
+class UnknownAccount(EventRejected):
+    """An account not served here. Answered as wrong credentials are (Bandwidth 401, Twilio 403),
+    so that the answers do not tell which account ids exist; logged with its reason."""
+
+    def __init__(self, provider: str, account: str) -> None:
+        status, code = (401, "unauthorized") if provider == "bandwidth" else (403, "forbidden")
+        message = (
+            "missing or wrong credentials"
+            if provider == "bandwidth"
+            else "missing or invalid X-Twilio-Signature"
+        )
+        super().__init__(status, code, message)
+        self.reason = f"{provider} account {account} is not archived here"
+
+
 def _unknown(provider: str, account: str) -> EventRejected:
-    return EventRejected(404, "unknown_account", f"{provider} account {account} is not archived here")
+    log.info("webhook refused: %s account %s is not in the registry", provider, account)
+    return UnknownAccount(provider, account)
 
 
 def bandwidth_account(registry: Registry, path_account: str | None) -> BandwidthAccount:

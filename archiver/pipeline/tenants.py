@@ -58,7 +58,7 @@ class AccountClients:
     ) -> None:
         self.settings, self.accounts, self.clock = settings, accounts, clock
         self._counters, self._redis = counters, shared_redis
-        self._lock = threading.RLock()  # a store's build makes its S3 client under it too
+        self._lock = threading.Lock()  # held to publish a client, never while one is made
         self._clients: dict[tuple[str, str], tuple[str, Any]] = {}
         self._s3: dict[tuple[Any, ...], S3Client] = {}
         self._transport: httpx.HTTPTransport | None = None
@@ -85,16 +85,21 @@ class AccountClients:
     # --- provider clients -------------------------------------------------------------------
 
     def _cached(self, key: tuple[str, str], entry: Account, build: Any) -> Any:
+        """The client made for ``entry``, made now if there is none or the entry changed. Made
+        outside the lock: one account's slow start (an AssumeRole, say) holds up no other account."""
         fingerprint = entry.fingerprint()
+        held = self._clients.get(key)
+        if held is not None and held[0] == fingerprint:
+            return held[1]
+        made = build()
         with self._lock:
-            held = self._clients.get(key)
-            if held is not None and held[0] == fingerprint:
-                return held[1]
-            made = build()
+            again = self._clients.get(key)
+            if again is not None and again[0] == fingerprint:
+                return again[1]  # another thread made one meanwhile: the first one stays
             self._clients[key] = (fingerprint, made)
-            if held is not None:
-                log.info("%s account %s: its registry entry changed; new client", key[0], key[1])
-            return made
+        if held is not None:
+            log.info("%s account %s: its registry entry changed; new client", key[0], key[1])
+        return made
 
     @property
     def transport(self) -> httpx.HTTPTransport:
@@ -208,24 +213,24 @@ class AccountClients:
         return result
 
     def _s3_client(self, key: tuple[Any, ...]) -> S3Client:
-        region, endpoint_url, role_arn, external_id, seconds = key
-        with self._lock:
-            client = self._s3.get(key)
-            if client is None:
-                session = None
-                if role_arn is not None:
-                    session = assumed_role_session(
-                        role_arn=role_arn,
-                        external_id=external_id,
-                        duration_seconds=seconds,
-                        region=region,
-                        sts_endpoint_url=endpoint_url,
-                        now=self.clock.now,
-                        on_assume=self._assumed,
-                    )
-                client = make_s3_client(region=region, endpoint_url=endpoint_url, session=session)
-                self._s3[key] = client
+        region, endpoint_url, role_arn, external_id, seconds, sts_endpoint_url = key
+        client = self._s3.get(key)
+        if client is not None:
             return client
+        session = None
+        if role_arn is not None:  # AssumeRole now, outside the lock (a network call)
+            session = assumed_role_session(
+                role_arn=role_arn,
+                external_id=external_id,
+                duration_seconds=seconds,
+                region=region,
+                sts_endpoint_url=sts_endpoint_url,
+                now=self.clock.now,
+                on_assume=self._assumed,
+            )
+        made = make_s3_client(region=region, endpoint_url=endpoint_url, session=session)
+        with self._lock:
+            return self._s3.setdefault(key, made)
 
     def _assumed(self) -> None:
         self.roles_assumed += 1

@@ -341,8 +341,8 @@ def test_cross_account_credentials_and_signatures_are_refused_and_nothing_is_sto
         ("9900001", "9900002"): 401,
         # account 1's event, on account 2's path, with account 2's credentials
         ("9900002", "9900002"): 422,
-        # an account not in the registry, with account 1's credentials
-        ("9900009", "9900001"): 404,
+        # an account not in the registry, with account 1's credentials: as wrong credentials are
+        ("9900009", "9900001"): 401,
     }
     for (path_account, credentials_of), status in attempts.items():
         delivered = s.simulator.send_webhooks(
@@ -434,7 +434,7 @@ def test_an_account_added_to_the_registry_is_served_without_a_restart(accounts_s
         intake_url=f"{s.stack.intake_url}/webhooks/bandwidth/9900004",
         username="hooks-9900004", password=hook_password("9900004"),
     )  # fmt: skip
-    assert [d["status"] for d in refused] == [404]  # not in the registry yet
+    assert [d["status"] for d in refused] == [401]  # not in the registry yet
     registry = s.stack.accounts_file
     assert registry is not None
     registry.write_text(registry_text(s.secrets, (*BANDWIDTH, "9900004")))

@@ -180,15 +180,29 @@ def test_the_intake_takes_the_account_from_the_path_and_only_that_one(secrets, t
     registry = registry_from_file(write(tmp_path, two_bandwidth_one_twilio(secrets)), settings())
     assert bandwidth_account(registry, "9900002").callback_username == "hooks-2"
     assert twilio_account(registry, SID_A).account_id == SID_A
-    for provider, account in (
-        ("bandwidth", "9900003"),
-        ("bandwidth", "../x"),
-        ("twilio", SID_B),
-        (None, None),
+    # An account not served is answered as wrong credentials are: no answer tells which ids exist.
+    for provider, account, status in (
+        ("bandwidth", "9900003", 401),
+        ("bandwidth", "../x", 401),
+        ("twilio", SID_B, 403),
+        (None, None, 404),  # the path without an account: not served with a registry file
     ):
         with pytest.raises(EventRejected) as refused:
             (twilio_account if provider == "twilio" else bandwidth_account)(registry, account)
-        assert refused.value.status == 404
+        assert refused.value.status == status
+
+
+def test_two_accounts_with_the_same_webhook_credentials_are_refused(secrets, tmp_path):
+    """Each would accept the other's events on its path."""
+    text = two_bandwidth_one_twilio(secrets).replace(
+        'callback_password = { env = "HOOK2_PASSWORD" }', f'callback_password = {{ file = "{secrets}/hook" }}'
+    )
+    text = text.replace('callback_username = "hooks-2"', 'callback_username = "hooks-1"')
+    with pytest.raises(AccountsFileError, match="9900001 and 9900002 have the same callback credentials"):
+        registry_from_file(write(tmp_path, text), settings())
+    prefix = two_bandwidth_one_twilio(secrets).replace('prefix = "/calls/"', 'prefix = "calls?x=1"')
+    with pytest.raises(AccountsFileError, match=r"storage\.prefix"):
+        registry_from_file(write(tmp_path, prefix), settings())
 
 
 def test_a_changed_file_is_read_again_and_a_broken_one_keeps_the_last_good(secrets, tmp_path, caplog):

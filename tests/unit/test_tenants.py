@@ -28,7 +28,7 @@ callback_password = {{ file = "{d}/secret" }}
 account_id = "9900002"
 client_id = "client-2"
 client_secret = {{ file = "{d}/secret" }}
-callback_username = "hooks"
+callback_username = "hooks-2"
 callback_password = {{ file = "{d}/secret" }}
 deletion_policy = "archive_only"
 [bandwidth.storage]
