@@ -283,13 +283,13 @@ def account_row(s: AccountsStack, account: str) -> ProviderAccount | None:
 
 
 def wait_paused(s: AccountsStack, account: str, reason: str) -> ProviderAccount:
-    wait_until(
-        lambda: (row := account_row(s, account)) is not None and row.state == "paused",
-        30,
-        f"{account} paused",
-    )
+    def paused() -> bool:
+        row = account_row(s, account)
+        return row is not None and row.state == "paused" and row.pause_reason == reason
+
+    wait_until(paused, 30, f"{account} paused ({reason})")
     row = account_row(s, account)
-    assert row is not None and row.pause_reason == reason, row
+    assert row is not None
     return row
 
 
@@ -582,3 +582,36 @@ def test_one_accounts_429s_hold_back_that_account_only(accounts_stack):
             select(ArchiveItem.attempts).where(ArchiveItem.provider_id.in_(throttled))
         ).all()
     assert set(attempts) == {0}  # a 429 is the provider asking us to wait, not the item's fault
+
+
+def test_a_removed_account_gets_no_work_keeps_its_items_and_resumes_when_it_comes_back(accounts_stack):
+    s = accounts_stack
+    registry = s.stack.accounts_file
+    assert registry is not None
+    everyone = (*BANDWIDTH, "9900004") if "9900004" in registry.read_text() else BANDWIDTH
+    # Items of account 3 held up (its bucket refuses us), then the account leaves the registry.
+    s.proxy(deny_buckets=["bucket-three"])
+    try:
+        waiting = realtime_for(s, "9900003", 2)
+        announce_realtime(s, "9900003", waiting)
+        wait_paused(s, "9900003", "storage")
+        registry.write_text(registry_text(s.secrets, tuple(a for a in everyone if a != "9900003")))
+    finally:
+        s.proxy(deny_buckets=[])
+    row = wait_paused(s, "9900003", "removed")  # its next check finds it gone from the registry
+    assert "not in the accounts registry" in (row.message or "")
+    [late] = s.simulator.create_realtime(1, account_id="9900003")
+    refused = s.simulator.send_webhooks(
+        event="available", ids=[late["transcriptionId"]],
+        intake_url=f"{s.stack.intake_url}/webhooks/bandwidth/9900003",
+        username="hooks-9900003", password=hook_password("9900003"),
+    )  # fmt: skip
+    assert [d["status"] for d in refused] == [401]  # no new work for it
+    status = json.loads(archiver_cli(s, "status", "--json").stdout)
+    assert status["items_by_account"]["bandwidth/9900003"].get("pending", 0) >= 2  # still visible
+    assert set(states(s, waiting).values()) == {ItemState.PENDING}
+    # Back in the registry: its items resume and complete; nothing was dead-lettered.
+    registry.write_text(registry_text(s.secrets, everyone))
+    wait_deleted(s, waiting)
+    row = account_row(s, "9900003")
+    assert row is not None and row.state == "active"
