@@ -114,6 +114,14 @@ class BandwidthAccount(_Account):
 
     provider: Provider = field(default="bandwidth", init=False)
 
+    def same_callback(self, other: BandwidthAccount) -> bool:
+        """The same callback credentials (in constant time: nothing to learn from how long)."""
+        mine = f"{self.callback_username}\x00{self.callback_password.get() if self.callback_password else ''}"
+        theirs = (
+            f"{other.callback_username}\x00{other.callback_password.get() if other.callback_password else ''}"
+        )
+        return hmac.compare_digest(mine.encode(), theirs.encode())
+
 
 @dataclass(frozen=True)
 class TwilioAccount(_Account):

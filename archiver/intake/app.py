@@ -164,6 +164,16 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(rejected.status, rejected.code, rejected.message)
         except ClientDisconnect:
             return error(400, "bad_request", "client disconnected")
+        # The body may take seconds to come: an account removed, or its credentials changed,
+        # meanwhile is refused as it would be now.
+        now_known = ctx.accounts.current().bandwidth_account(path_account or account.account_id)
+        if now_known is None or not now_known.same_callback(account):
+            return error(
+                401,
+                "unauthorized",
+                "missing or wrong credentials",
+                {"WWW-Authenticate": 'Basic realm="archiver"'},
+            )
         expected = path_account or (account.account_id if account.account_id != ANY_ACCOUNT else None)
         if expected and event.account_id not in (None, expected):
             log.warning(
@@ -200,7 +210,6 @@ def create_app(ctx: PipelineContext) -> Starlette:
             account = twilio_account(ctx.accounts.current(), request.path_params.get("account"))
         except EventRejected as rejected:
             return error(rejected.status, rejected.code, rejected.message)
-        twilio_tokens = account.signing_tokens()
         signature = request.headers.get("x-twilio-signature")
         if not signature:  # refused before its body is read
             return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
@@ -215,6 +224,12 @@ def create_app(ctx: PipelineContext) -> Starlette:
             return error(rejected.status, rejected.code, rejected.message)
         except ClientDisconnect:
             return error(400, "bad_request", "client disconnected")
+        try:  # as it is now that the body is here (it may have taken seconds): removed, or rotated
+            twilio_tokens = twilio_account(
+                ctx.accounts.current(), request.path_params.get("account")
+            ).signing_tokens()
+        except EventRejected as rejected:
+            return error(rejected.status, rejected.code, rejected.message)
         base = settings.public_base_url or f"{request.url.scheme}://{request.url.netloc}"
         url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
         # While the auth token is rotated, Twilio may sign with either: both are tried, nothing else.

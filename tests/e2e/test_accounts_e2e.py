@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -615,3 +616,38 @@ def test_a_removed_account_gets_no_work_keeps_its_items_and_resumes_when_it_come
     wait_deleted(s, waiting)
     row = account_row(s, "9900003")
     assert row is not None and row.state == "active"
+
+
+def test_credentials_changed_while_a_body_arrives_refuse_the_event(accounts_stack):
+    """A webhook whose body takes seconds is judged by the registry as it is once the body is in:
+    its account's callback password rotated meanwhile, it is refused and nothing is stored."""
+    s = accounts_stack
+    call = "c-11111111-2222-3333-4444-555555555555"
+    body = json.dumps({
+        "eventType": "realTimeTranscriptionAvailable", "eventTime": "2026-12-01T10:00:02.489Z",
+        "accountId": "9900001", "callId": call, "startTime": "2026-12-01T10:00:00.000Z",
+        "realTimeTranscription": {"id": "t-11111111-aaaa-bbbb-cccc-dddddddddddd", "status": "available",
+                                  "tracks": ["inbound"], "completedTime": "2026-12-01T10:00:02.489Z"},
+    }).encode()  # fmt: skip
+    before = count_items(s)
+    port = int(s.stack.intake_url.rsplit(":", 1)[1])
+    auth = basic("hooks-9900001", hook_password("9900001"))
+    head = (f"POST /webhooks/bandwidth/9900001 HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()  # fmt: skip
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            # The intake has just looked at the registry (this refused request), so it looks again
+            # only after ARCHIVER_ACCOUNTS_RELOAD_SECONDS: the credentials are checked with the old
+            # password when the headers come, and the rotation is seen once the body is in.
+            httpx.post(f"{s.stack.intake_url}/webhooks/bandwidth/9900001", content=b"{}")
+            sock.sendall(head + body[:20])
+            time.sleep(0.3)
+            secret(s.secrets, "hook-9900001", "rotated-hook-SECRET-1")
+            time.sleep(1.5)  # past ARCHIVER_ACCOUNTS_RELOAD_SECONDS
+            sock.sendall(body[20:])
+            answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert count_items(s) == before
+    finally:
+        secret(s.secrets, "hook-9900001", hook_password("9900001"))
+        time.sleep(1.5)
