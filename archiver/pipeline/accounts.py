@@ -185,8 +185,9 @@ def check_account(ctx: PipelineContext, provider: str, account_id: str, cause: s
         try:
             ctx.store_for(provider, account_id).check_writable()
         except Exception as exc:
-            if storage_refused(exc) is not None:
-                raise StillRefused(storage_refused(exc)) from None
+            refused = storage_refused(exc)
+            if refused is not None:
+                raise StillRefused(refused) from None
             raise
     elif cause != PauseReason.REMOVED:
         if provider == Provider.BANDWIDTH:

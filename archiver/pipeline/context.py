@@ -13,7 +13,7 @@ import redis
 
 from archiver.accounts import ANY_ACCOUNT, Accounts
 from archiver.core.clock import Clock, clock_from_settings
-from archiver.core.config import ConfigError, Settings, env_name
+from archiver.core.config import ConfigError, Settings
 from archiver.core.counters import SharedCounters
 from archiver.db.session import Database
 from archiver.pipeline.accounts import PausedAccounts
@@ -21,7 +21,6 @@ from archiver.pipeline.dispatch import Dispatcher
 from archiver.pipeline.retry import RetryPolicy
 from archiver.pipeline.tenants import AccountClients
 from archiver.providers.bandwidth import BandwidthClient
-from archiver.providers.credentials import SecretSource
 from archiver.providers.twilio import TwilioClient
 from archiver.storage.objects import ObjectStore, make_s3_client
 
@@ -100,12 +99,6 @@ class PipelineContext:
             )
             self._store = ObjectStore(client, self.settings.s3_bucket, prefix=self.settings.s3_prefix)
         return self._store
-
-    def secret(self, name: str) -> SecretSource:
-        """A secret of the settings, read again from its file (if it came from one) when refused."""
-        value = getattr(self.settings, name)
-        assert value is not None, name
-        return SecretSource(value.get_secret_value(), self.settings.secret_file(name), env_name(name))
 
     @cached_property
     def _shared_redis(self) -> redis.Redis | None:

@@ -62,8 +62,6 @@ class AccountClients:
         self._clients: dict[tuple[str, str], tuple[str, Any]] = {}
         self._s3: dict[tuple[Any, ...], S3Client] = {}
         self._transport: httpx.HTTPTransport | None = None
-        #: AssumeRole calls made by this process (``archiver accounts check`` and tests show it).
-        self.roles_assumed = 0
 
     # --- the registry -----------------------------------------------------------------------
 
@@ -226,14 +224,10 @@ class AccountClients:
                 region=region,
                 sts_endpoint_url=sts_endpoint_url,
                 now=self.clock.now,
-                on_assume=self._assumed,
             )
         made = make_s3_client(region=region, endpoint_url=endpoint_url, session=session)
         with self._lock:
             return self._s3.setdefault(key, made)
-
-    def _assumed(self) -> None:
-        self.roles_assumed += 1
 
     def close(self) -> None:
         if self._transport is not None:

@@ -33,7 +33,6 @@ def assumed_role_session(
     region: str,
     sts_endpoint_url: str | None,
     now: Callable[[], datetime],
-    on_assume: Callable[[], None] | None = None,
 ) -> boto3.Session:
     """A boto3 session whose credentials are the role's, renewed before they expire."""
     sts = boto3.client("sts", region_name=region, endpoint_url=sts_endpoint_url)
@@ -49,8 +48,6 @@ def assumed_role_session(
             asked["ExternalId"] = external_id
         answered_at = datetime.now(UTC)
         credentials = sts.assume_role(**asked)["Credentials"]
-        if on_assume is not None:
-            on_assume()
         lifetime = credentials["Expiration"] - answered_at
         return {
             "access_key": credentials["AccessKeyId"],
